@@ -1,0 +1,151 @@
+"""The registry as it is written in YAML: district -> townships -> clinics -> equipment and devices,
+people and the on-call rota. ``chainwatch registry load FILE`` validates a file against these models
+and stores it in SQL (see ``core.registry_store``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.ids import ID_PATTERN
+
+Id = str
+
+
+class Profile(StrEnum):
+    refrigerator = "refrigerator"
+    freezer = "freezer"
+    cold_box = "cold_box"
+    waste_store = "waste_store"
+
+
+class DeviceKind(StrEnum):
+    gateway = "gateway"
+    waste_scanner = "waste_scanner"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Person(_Model):
+    id: Id = Field(pattern=rf"^{ID_PATTERN}$")
+    name: str
+    phone: str = Field(pattern=r"^\+?[0-9 -]{5,20}$")
+    role: str  # nurse, clinic_head, duty_officer, technician ...
+    language: str = "zh-CN"
+
+
+class Equipment(_Model):
+    id: Id = Field(pattern=rf"^{ID_PATTERN}$")
+    name: str
+    profile: Profile
+    device: Id  # the gateway whose probe measures it
+    probe: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+
+
+class Device(_Model):
+    id: Id = Field(pattern=rf"^{ID_PATTERN}$")
+    kind: DeviceKind
+    interval_s: int = Field(default=60, ge=5, le=3600)
+
+
+class Clinic(_Model):
+    id: Id = Field(pattern=rf"^{ID_PATTERN}$")
+    name: str
+    equipment: tuple[Equipment, ...] = ()
+    devices: tuple[Device, ...] = ()
+    people: tuple[Person, ...] = ()
+
+    @model_validator(mode="after")
+    def _equipment_on_own_devices(self) -> Clinic:
+        device_ids = {d.id for d in self.devices}
+        seen: set[tuple[str, str]] = set()
+        for eq in self.equipment:
+            if eq.device not in device_ids:
+                raise ValueError(f"equipment {eq.id}: device {eq.device} is not a device of clinic {self.id}")
+            if (eq.device, eq.probe) in seen:
+                raise ValueError(f"equipment {eq.id}: probe {eq.device}/{eq.probe} is used twice")
+            seen.add((eq.device, eq.probe))
+        return self
+
+
+class Township(_Model):
+    id: Id = Field(pattern=rf"^{ID_PATTERN}$")
+    name: str
+    clinics: tuple[Clinic, ...] = ()
+
+
+class Bureau(_Model):
+    id: Id = Field(pattern=rf"^{ID_PATTERN}$")
+    name: str
+    people: tuple[Person, ...] = ()
+
+
+class District(_Model):
+    id: Id = Field(pattern=rf"^{ID_PATTERN}$")
+    name: str
+    bureau: Bureau
+    townships: tuple[Township, ...] = ()
+
+
+class RotaEntry(_Model):
+    """Who is on call for a clinic (or the bureau) and at which escalation level."""
+
+    site: Id  # clinic id or bureau id
+    person: Id
+    level: int = Field(ge=0, le=2)
+
+
+class RegistryFile(_Model):
+    district: District
+    rota: tuple[RotaEntry, ...] = ()
+
+    @field_validator("district")
+    @classmethod
+    def _unique_ids(cls, district: District) -> District:
+        def check(kind: str, ids: list[str]) -> None:
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            if dup:
+                raise ValueError(f"duplicate {kind} id(s): {', '.join(dup)}")
+
+        clinics = [c for t in district.townships for c in t.clinics]
+        check("township", [t.id for t in district.townships])
+        check("clinic", [c.id for c in clinics])
+        check("equipment", [e.id for c in clinics for e in c.equipment])
+        check("device", [d.id for c in clinics for d in c.devices])
+        check("person", [p.id for c in clinics for p in c.people] + [p.id for p in district.bureau.people])
+        return district
+
+    @model_validator(mode="after")
+    def _rota_refers_to_known(self) -> RegistryFile:
+        sites = {self.district.bureau.id} | {c.id for c in self.clinics()}
+        people = {p.id for p in self.people()}
+        for entry in self.rota:
+            if entry.site not in sites:
+                raise ValueError(f"rota: unknown site {entry.site}")
+            if entry.person not in people:
+                raise ValueError(f"rota: unknown person {entry.person}")
+        return self
+
+    def clinics(self) -> list[Clinic]:
+        return [c for t in self.district.townships for c in t.clinics]
+
+    def clinic_townships(self) -> list[tuple[Township, Clinic]]:
+        return [(t, c) for t in self.district.townships for c in t.clinics]
+
+    def people(self) -> list[Person]:
+        return [p for c in self.clinics() for p in c.people] + list(self.district.bureau.people)
+
+
+DEMO_REGISTRY = Path(__file__).with_name("demo_district.yaml")
+
+
+def load_registry_file(path: Path) -> RegistryFile:
+    with path.open(encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    return RegistryFile.model_validate(raw)

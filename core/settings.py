@@ -1,0 +1,72 @@
+"""One typed settings object for every ChainWatch service (env vars ``CHAINWATCH_*``, optional ``.env``).
+
+The defaults run the demo on one machine: Mosquitto and InfluxDB on loopback ports of our own
+(not the system defaults, so a system broker or database does not get in the way), files under
+``./.chainwatch``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHAINWATCH_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".chainwatch"), description="local services, spool and SQLite")
+    mqtt_url: str = "mqtt://127.0.0.1:18830"
+    influx_url: str = "http://127.0.0.1:18086"
+    influx_db: str = "chainwatch"
+    influx_username: str = ""
+    influx_password: str = ""
+    database_url: str = ""  # empty: SQLite file in data_dir
+    web_port: int = 8080
+    registry_file: Path | None = None  # empty: the demo district shipped with ChainWatch
+
+    # collector
+    collector_client_id: str = "chainwatch-collector"
+    collector_receive_maximum: int = 20000  # messages in flight (unacknowledged) at once: bounds memory
+    collector_batch_lines: int = 5000
+    collector_batch_seconds: float = 1.0
+    collector_write_timeout_s: float = 10.0
+    collector_write_attempts: int = 3  # before a batch goes to the spool
+    future_tolerance_s: float = 600.0  # readings further in the future than this are rejected
+
+    # protocol
+    max_records_per_message: int = 500
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def sql_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir.resolve() / 'chainwatch.sqlite'}"
+
+    @property
+    def mqtt_host(self) -> str:
+        return urlsplit(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        return urlsplit(self.mqtt_url).port or 1883
+
+    @property
+    def influx_host(self) -> str:
+        return urlsplit(self.influx_url).hostname or "127.0.0.1"
+
+    @property
+    def influx_port(self) -> int:
+        return urlsplit(self.influx_url).port or 8086
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+
+def get_settings() -> Settings:
+    return Settings()
