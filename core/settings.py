@@ -30,6 +30,7 @@ class Settings(BaseSettings):
 
     # collector
     collector_client_id: str = "chainwatch-collector"
+    collector_shared_group: str = ""  # set to run several collectors on one $share/{group}/ subscription
     collector_receive_maximum: int = 20000  # messages in flight (unacknowledged) at once: bounds memory
     collector_batch_lines: int = 5000
     collector_batch_seconds: float = 1.0

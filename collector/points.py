@@ -1,0 +1,98 @@
+"""Parsed protocol-v1 messages -> InfluxDB line protocol (DESIGN §4), tags enriched from the registry.
+
+All lines use nanosecond precision. Reading times are rounded to the millisecond, so a reading
+delivered twice lands on the same point. Waste events add a deterministic sub-millisecond offset
+derived from ``event_id``: two bags of the same clinic, stage and category scanned in the same
+millisecond would otherwise overwrite each other (their series and timestamp would be equal), while
+a redelivered event still lands on its own earlier point.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from core.lineprotocol import format_field, tag_prefix
+from core.protocol import Status, Telemetry, WasteEvent
+from core.registry_store import DeviceTags
+
+NS_PER_MS = 1_000_000
+
+
+def time_ns(t: float) -> int:
+    return round(t * 1000) * NS_PER_MS
+
+
+def waste_time_ns(ts: float, event_id: str) -> int:
+    return time_ns(ts) + zlib.crc32(event_id.encode()) % NS_PER_MS
+
+
+def _place(clinic: str, device: str, reg: DeviceTags | None) -> dict[str, str | None]:
+    if reg is None:
+        return {"clinic": clinic, "device": device}
+    return {"district": reg.district, "township": reg.township, "clinic": clinic, "device": device}
+
+
+def telemetry_lines(tm: Telemetry, reg: DeviceTags | None, out: list[str]) -> None:
+    """Append the lines of one telemetry message to ``out``.
+
+    temperature (celsius) for good readings; probe_fault (raw, code) for flagged ones, so a
+    DS18B20's 85.0 never shows up as a temperature; device_health for mains, battery, rssi, doors.
+    """
+    place = _place(tm.clinic, tm.device, reg)
+    probes = reg.probes if reg else {}
+    prefixes: dict[tuple[str, str], str] = {}
+    for r in tm.temperatures:
+        meas = "probe_fault" if r.fault else "temperature"
+        prefix = prefixes.get((meas, r.probe))
+        if prefix is None:
+            prefix = tag_prefix(meas, {**place, "equipment": probes.get(r.probe), "probe": r.probe})
+            prefixes[(meas, r.probe)] = prefix
+        if r.fault:
+            out.append(f'{prefix} raw={r.celsius!r},code="{r.fault}" {time_ns(r.time)}')
+        else:
+            out.append(f"{prefix} celsius={r.celsius!r} {time_ns(r.time)}")
+    if tm.health:
+        prefix = tag_prefix("device_health", place)
+        for h in tm.health:
+            fields = []
+            if h.battery_pct is not None:
+                fields.append(f"battery_pct={h.battery_pct!r}")
+            if h.mains_on is not None:
+                fields.append(f"mains_on={format_field(h.mains_on)}")
+            if h.rssi is not None:
+                fields.append(f"rssi={h.rssi!r}")
+            out.append(f"{prefix} {','.join(fields)} {time_ns(h.time)}")
+    for d in tm.doors:
+        prefix = tag_prefix("device_health", {**place, "equipment": probes.get(d.probe), "probe": d.probe})
+        out.append(f"{prefix} door_open={format_field(d.open)} {time_ns(d.time)}")
+
+
+def waste_line(ev: WasteEvent, clinic: str, device: str, reg: DeviceTags | None) -> str:
+    # the scanner is a field, not a tag, of waste_event (DESIGN §4 fixes its tags)
+    tags = {
+        "district": reg.district if reg else None,
+        "township": reg.township if reg else None,
+        "clinic": clinic,
+        "stage": ev.stage.value,
+        "category": ev.category.value,
+    }
+    fields = {
+        "weight_kg": ev.weight_kg,
+        "bag_id": ev.bag_id,
+        "event_id": ev.event_id,
+        "operator": ev.operator,
+        "manifest_id": ev.manifest_id,
+        "counterparty": ev.counterparty,
+        "refused_kg": ev.refused_kg,
+        "refusal_reason": ev.refusal_reason,
+        "scanner": device,
+    }
+    body = ",".join(f"{k}={format_field(v)}" for k, v in fields.items() if v is not None)
+    return f"{tag_prefix('waste_event', tags)} {body} {waste_time_ns(ev.ts, ev.event_id)}"
+
+
+def status_line(st: Status, clinic: str, device: str, reg: DeviceTags | None, received_at: float) -> str:
+    fields = {"state": st.state, "fw": st.fw}
+    body = ",".join(f"{k}={format_field(v)}" for k, v in fields.items() if v is not None)
+    t = st.ts if st.ts is not None else received_at
+    return f"{tag_prefix('device_status', _place(clinic, device, reg))} {body} {time_ns(t)}"

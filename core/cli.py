@@ -1,0 +1,134 @@
+"""The ``chainwatch`` command (DESIGN §2). Errors are one line on stderr; ``--traceback`` shows more."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from core.settings import Settings
+
+
+class CliError(Exception):
+    """An error for the user: printed as one line, exit code 1 (or ``code``)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _services(args: argparse.Namespace, settings: Settings) -> int:
+    from core.services import ensure_installed, services_main
+
+    if args.action == "install":  # what `make setup` needs: the packages, nothing started
+        ensure_installed(lambda msg: print(f"[setup] {msg}", flush=True))
+        return 0
+    return services_main(args.action, settings)
+
+
+def _collector(args: argparse.Namespace, settings: Settings) -> int:
+    from collector.service import run_collector
+
+    return run_collector(settings)
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from simulators.cli import simulate_main
+
+    return simulate_main(args, settings)
+
+
+def _registry(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from core.db import make_engine
+    from core.registry_store import load_registry
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"registry file {path} not found")
+    try:
+        reg = load_registry(make_engine(settings.sql_url), path)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CliError(f"{path}: {where}: {first['msg']} ({exc.error_count()} problem(s) in all)") from None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{path}: {exc}") from None
+    clinics = reg.clinics()
+    print(
+        f"loaded {reg.district.name}: {len(clinics)} clinics, "
+        f"{sum(len(c.equipment) for c in clinics)} pieces of equipment, "
+        f"{sum(len(c.devices) for c in clinics)} devices, {len(reg.people())} people"
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from core.supervisor import run_all
+
+    return run_all(settings, clinics=args.clinics, backfill=args.backfill)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chainwatch", description="ChainWatch: cold chain and medical-waste monitor"
+    )
+    p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("services", help="local Mosquitto and InfluxDB: up, down or status")
+    s.add_argument("action", choices=["up", "down", "status", "install"])
+    s.set_defaults(func=_services)
+
+    s = sub.add_parser("collector", help="run the collector (MQTT -> InfluxDB) in the foreground")
+    s.set_defaults(func=_collector)
+
+    s = sub.add_parser("simulate", help="simulated clinics publishing over MQTT")
+    try:
+        from simulators.cli import add_simulate_arguments
+
+        add_simulate_arguments(s)
+    except ImportError:  # pragma: no cover - the simulator package is part of the install
+        pass
+    s.set_defaults(func=_simulate)
+
+    s = sub.add_parser("registry", help="sites, equipment, people and rota")
+    rs = s.add_subparsers(dest="action", required=True)
+    load = rs.add_parser("load", help="load a registry YAML file (replaces the registry)")
+    load.add_argument("file")
+    s.set_defaults(func=_registry)
+
+    s = sub.add_parser("run", help="everything: services, collector and simulated clinics (Ctrl-C stops)")
+    s.add_argument("--clinics", type=int, default=10)
+    s.add_argument("--backfill", default="6h", help="simulated history published at start (e.g. 6h, 0)")
+    s.set_defaults(func=_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    func: Callable[[argparse.Namespace, Settings], int] = args.func
+    try:
+        return func(args, Settings())
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.traceback:
+            raise
+        code = exc.code if isinstance(exc, CliError) else 1
+        print(f"chainwatch {args.command}: {exc}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

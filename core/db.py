@@ -1,0 +1,137 @@
+"""SQL schema (SQLAlchemy 2): the registry, dead letters and device notices.
+
+SQLite by default (a file in the data directory), any SQLAlchemy URL allowed. Services create the
+schema on first start (``init_db``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DistrictRow(Base):
+    __tablename__ = "district"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    bureau_id: Mapped[str] = mapped_column(String(64))
+    bureau_name: Mapped[str] = mapped_column(String(200))
+
+
+class TownshipRow(Base):
+    __tablename__ = "township"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    district_id: Mapped[str] = mapped_column(ForeignKey("district.id"))
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class ClinicRow(Base):
+    __tablename__ = "clinic"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    township_id: Mapped[str] = mapped_column(ForeignKey("township.id"))
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class DeviceRow(Base):
+    __tablename__ = "device"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinic.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    interval_s: Mapped[int] = mapped_column(Integer)
+
+
+class EquipmentRow(Base):
+    __tablename__ = "equipment"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinic.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    profile: Mapped[str] = mapped_column(String(32))
+    device_id: Mapped[str] = mapped_column(ForeignKey("device.id"))
+    probe: Mapped[str] = mapped_column(String(32))
+
+
+class PersonRow(Base):
+    __tablename__ = "person"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64))  # clinic id or bureau id
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(16))
+
+
+class RotaRow(Base):
+    __tablename__ = "rota"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[str] = mapped_column(ForeignKey("person.id"))
+    level: Mapped[int] = mapped_column(Integer)
+
+
+class DeadLetterRow(Base):
+    """A message that failed validation, kept whole with its reason: nothing is silently dropped."""
+
+    __tablename__ = "dead_letter"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    topic: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(String(64), index=True)
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class DeviceNoticeRow(Base):
+    """Readings from a device the registry does not know: stored, and noticed here."""
+
+    __tablename__ = "device_notice"
+    clinic_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)  # unregistered_device, ...
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    last_reading_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+            cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+            cur.execute("PRAGMA journal_mode=WAL")  # the web app reads while the collector writes
+            cur.execute("PRAGMA synchronous=FULL")  # a dead letter acknowledged is a dead letter kept
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+    return engine
+
+
+def init_db(engine: Engine) -> None:
+    Base.metadata.create_all(engine)

@@ -1,0 +1,111 @@
+"""The registry in SQL: loading a YAML file into it, and the lookups the services need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.orm import Session
+
+from core.db import (
+    ClinicRow,
+    DeviceRow,
+    DistrictRow,
+    EquipmentRow,
+    PersonRow,
+    RotaRow,
+    TownshipRow,
+    init_db,
+)
+from core.registry_model import DEMO_REGISTRY, Person, RegistryFile, load_registry_file
+
+_TABLES = (RotaRow, PersonRow, EquipmentRow, DeviceRow, ClinicRow, TownshipRow, DistrictRow)
+
+
+def store_registry(engine: Engine, reg: RegistryFile) -> None:
+    """Replace the registry with ``reg`` in one transaction (a failed load changes nothing)."""
+    init_db(engine)
+    d = reg.district
+    with Session(engine) as s, s.begin():
+        for table in _TABLES:
+            s.execute(delete(table))
+        s.add(DistrictRow(id=d.id, name=d.name, bureau_id=d.bureau.id, bureau_name=d.bureau.name))
+        s.flush()
+        for p in d.bureau.people:
+            s.add(_person(p, d.bureau.id))
+        for t in d.townships:
+            s.add(TownshipRow(id=t.id, district_id=d.id, name=t.name))
+        s.flush()
+        for t in d.townships:
+            for c in t.clinics:
+                s.add(ClinicRow(id=c.id, township_id=t.id, name=c.name))
+                s.flush()
+                for dev in c.devices:
+                    s.add(
+                        DeviceRow(id=dev.id, clinic_id=c.id, kind=dev.kind.value, interval_s=dev.interval_s)
+                    )
+                s.flush()
+                for e in c.equipment:
+                    s.add(
+                        EquipmentRow(
+                            id=e.id,
+                            clinic_id=c.id,
+                            name=e.name,
+                            profile=e.profile.value,
+                            device_id=e.device,
+                            probe=e.probe,
+                        )
+                    )
+                for p in c.people:
+                    s.add(_person(p, c.id))
+        s.flush()
+        for r in reg.rota:
+            s.add(RotaRow(site_id=r.site, person_id=r.person, level=r.level))
+
+
+def _person(p: Person, site: str) -> PersonRow:
+    return PersonRow(id=p.id, site_id=site, name=p.name, phone=p.phone, role=p.role, language=p.language)
+
+
+def load_registry(engine: Engine, path: Path) -> RegistryFile:
+    reg = load_registry_file(path)
+    store_registry(engine, reg)
+    return reg
+
+
+def ensure_registry(engine: Engine, path: Path | None = None) -> bool:
+    """Load ``path`` (default: the demo district) when no registry is loaded yet. True if it loaded."""
+    init_db(engine)
+    with Session(engine) as s:
+        if s.scalar(select(func.count()).select_from(DistrictRow)):
+            return False
+    load_registry(engine, path or DEMO_REGISTRY)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTags:
+    """What the collector adds to a device's points: where it is and what each probe measures."""
+
+    district: str
+    township: str
+    clinic: str
+    probes: dict[str, str]  # probe id -> equipment id
+
+
+def device_tags(engine: Engine) -> dict[tuple[str, str], DeviceTags]:
+    """(clinic, device) -> tags, for every registered device."""
+    with Session(engine) as s:
+        rows = s.execute(
+            select(DeviceRow.id, ClinicRow.id, TownshipRow.id, TownshipRow.district_id)
+            .join(ClinicRow, DeviceRow.clinic_id == ClinicRow.id)
+            .join(TownshipRow, ClinicRow.township_id == TownshipRow.id)
+        ).all()
+        probes: dict[str, dict[str, str]] = {}
+        for dev, probe, eq in s.execute(select(EquipmentRow.device_id, EquipmentRow.probe, EquipmentRow.id)):
+            probes.setdefault(dev, {})[probe] = eq
+    return {
+        (clinic, dev): DeviceTags(district, township, clinic, probes.get(dev, {}))
+        for dev, clinic, township, district in rows
+    }

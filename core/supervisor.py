@@ -1,0 +1,110 @@
+"""``chainwatch run``: the whole system on one machine, for the demo and for development.
+
+Starts the local services (if they are not running), loads the demo registry into an empty database,
+then runs each ChainWatch service and the simulated clinics as child processes, restarting a service
+that dies. Ctrl-C (or SIGTERM) stops the children and the local services it started itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from core.db import make_engine
+from core.registry_store import ensure_registry
+from core.settings import Settings
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    restart: bool = True
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started: float = field(default=0.0)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, start_new_session=True)
+        self.started = time.monotonic()
+
+
+def _chainwatch(*args: str) -> list[str]:
+    return [sys.executable, "-m", "core.cli", *args]
+
+
+def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
+    from core import services
+
+    def say(msg: str) -> None:
+        print(f"[chainwatch] {msg}", flush=True)
+
+    already = {s.name for s in services.status(settings) if s.running}
+    services.up(settings, say)
+    started_services = {"mosquitto", "influxdb"} - already
+    if ensure_registry(make_engine(settings.sql_url), settings.registry_file):
+        say("loaded the demo district (10 township clinics) into the registry")
+
+    start = "now" if backfill in ("", "0", "0h") else f"-{backfill}"
+    children = [
+        Child("collector", _chainwatch("collector")),
+        Child(
+            "simulator",
+            # speed 0: the backfill as fast as possible, then live (simulated time never runs
+            # ahead of the wall clock)
+            _chainwatch("simulate", "--clinics", str(clinics), "--speed", "0", "--start", start),
+            restart=False,
+        ),
+    ]
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    for child in children:
+        child.start()
+        say(f"started {child.name} (pid {child.proc.pid if child.proc else '?'})")
+
+    say(f"MQTT broker:  {settings.mqtt_url}   (watch: mosquitto_sub -p {settings.mqtt_port} -t 'cw/v1/#' -v)")
+    say(f"InfluxDB:     {settings.influx_url}  database {settings.influx_db}")
+    say(
+        "try:          curl -s -G "
+        f"{settings.influx_url}/query --data-urlencode db={settings.influx_db} --data-urlencode "
+        '"q=SELECT last(celsius) FROM temperature GROUP BY clinic, equipment"'
+    )
+    say(f"data:         {settings.data_dir.resolve()}   (Ctrl-C stops everything started here)")
+
+    try:
+        while not stop.wait(1.0):
+            for child in children:
+                if child.proc is None or child.proc.poll() is None:
+                    continue
+                code = child.proc.returncode
+                if not child.restart:
+                    say(f"{child.name} finished (exit {code})")
+                    child.proc = None
+                    continue
+                child.restarts += 1
+                delay = min(30, 2**child.restarts) if time.monotonic() - child.started < 60 else 1
+                say(f"{child.name} exited with {code}; restarting in {delay} s")
+                if stop.wait(delay):
+                    break
+                child.start()
+    finally:
+        say("stopping")
+        for child in children:
+            if child.proc and child.proc.poll() is None:
+                os.killpg(child.proc.pid, signal.SIGTERM)
+        for child in children:
+            if child.proc:
+                try:
+                    child.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.proc.pid, signal.SIGKILL)
+        for name in sorted(started_services):
+            services.stop_service(settings, name)
+        say("stopped")
+    return 0
