@@ -255,6 +255,10 @@ class Collector:
 
     def start(self) -> None:
         s = self.settings
+        try:  # a database that is not there yet is created (idempotent); a server that is down is not fatal
+            self.influx.create_database()
+        except InfluxError as exc:
+            log.warning("could not create InfluxDB database %s yet: %s", s.influx_db, exc)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = min(max(s.collector_receive_maximum, 1), 65535)
