@@ -4,7 +4,8 @@ Escaping follows InfluxData's reference (checked against their line-protocol cor
 - measurement: ``,`` and space;
 - tag keys, tag values, field keys: ``,``, ``=`` and space;
 - string field values: ``"`` and ``\\``.
-Line breaks cannot be escaped in names or tags, so they are refused; tags with empty values are
+Line breaks cannot be escaped in names or tags, and a backslash cannot be escaped at all, so
+line breaks and a trailing backslash are refused; tags with empty values are
 left out (InfluxDB rejects them). Floats are written with ``repr`` (shortest round-trip form), so a
 value read back equals the value written.
 """
@@ -40,6 +41,9 @@ def escape_measurement(name: str) -> str:
 def escape_key(key: str) -> str:
     """Tag key, tag value or field key."""
     _check_name(key, "key")
+    if key.endswith("\\"):
+        # line protocol has no escape for a backslash: a trailing one would escape the separator
+        raise LineProtocolError(f"key or tag value {key!r:.60} ends with a backslash")
     return key.translate(_KEY)
 
 

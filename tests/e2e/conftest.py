@@ -6,6 +6,7 @@ do not see each other's data.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -119,7 +120,8 @@ class Env:
 
 @pytest.fixture
 def env(services: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
-    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40] + f"-{digest}"
     settings = services.model_copy(
         update={
             "data_dir": tmp_path / "chainwatch",
