@@ -90,6 +90,8 @@ class Collector:
         self._accepting = True
         self._threads: list[threading.Thread] = []
         self.client_id = settings.collector_client_id + client_suffix
+        # collector.json, or collector-2.json for a second collector sharing the data directory
+        self.stats_path = settings.data_dir / f"collector{client_suffix}.json"
         self.client = self._make_client()
         self.connected = threading.Event()
 
@@ -230,7 +232,7 @@ class Collector:
                 log.warning("registry refresh failed: %s", exc)
 
     def _stats_writer(self) -> None:
-        path = self.settings.data_dir / f"collector{self.client_id.removeprefix('chainwatch-collector')}.json"
+        path = self.stats_path
         last = 0.0
         while not self._stop.wait(1.0):
             data = {
