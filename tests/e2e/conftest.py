@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,7 @@ class Env:
 
     settings: Settings
     services: Settings
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)  # killed at teardown
 
     @property
     def environ(self) -> dict[str, str]:
@@ -132,7 +133,12 @@ def env(services: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> I
     settings.data_dir.mkdir()
     with InfluxClient(settings.influx_url, settings.influx_db) as client:
         client.create_database()
-    yield Env(settings, services)
+    env = Env(settings, services)
+    yield env
+    for child in env.children:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
 
 
 class CollectorProcess:
@@ -154,7 +160,12 @@ class CollectorProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(lambda: self.stats().get("connected"), 30, "the collector to connect")
+        try:
+            wait_until(lambda: self.stats().get("connected"), 30, "the collector to connect")
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
 
     def stats(self) -> dict[str, Any]:
         self.check_alive()
