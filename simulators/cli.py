@@ -1,0 +1,248 @@
+"""``chainwatch simulate``: simulated clinics publishing protocol v1 telemetry over MQTT.
+
+``core.cli`` imports ``add_simulate_arguments`` and ``simulate_main``. Progress goes to stderr about
+every 5 s; at the end the ``SimulationResult`` is printed as one JSON line on stdout. Errors are raised
+as ``SimulateError`` with a one-line message (``core.cli`` prints it). Waste scanners are not simulated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.clock import SystemClock
+from core.registry_model import DEMO_REGISTRY, load_registry_file
+from core.settings import Settings
+from simulators.engine import District, Progress, Simulation, build_district
+from simulators.publisher import MqttPublisher, PublishError
+from simulators.scenario import (
+    LOCAL_TZ,
+    ResolvedEvent,
+    ScenarioError,
+    iso_utc,
+    load_scenario,
+    parse_duration,
+    resolve_events,
+)
+
+FUTURE_START_TOLERANCE_S = 5.0
+MAX_AGE_S = 390 * 86400.0  # the collector refuses readings older than 400 days (core.protocol.Limits)
+FLUSH_TIMEOUT_S = 30.0
+# "-6h" and "-90m" are values of --start, not options (argparse would take them for options)
+_RELATIVE_OR_NEGATIVE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-(?:\d+(?:\.\d+)?[dhms])+$")
+
+
+class SimulateError(Exception):
+    """A problem for the user: bad arguments, a bad scenario or registry, an unreachable broker."""
+
+
+def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clinics", type=int, default=10, help="simulate the first N clinics (default 10)")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="simulated seconds per wall second (default 1); 0: as fast as possible up to now, then live",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed: same seed, same messages")
+    parser.add_argument(
+        "--start",
+        default="now",
+        help="simulated start: ISO 8601 UTC (2026-11-20T00:00:00Z), 'now' (default) or relative (-24h, -90m)",
+    )
+    parser.add_argument(
+        "--duration", default=None, help="simulated time to run (24h, 90m, 3600s); default: until stopped"
+    )
+    parser.add_argument(
+        "--scenario", default=None, metavar="FILE", help="scenario YAML (simulators/scenarios/)"
+    )
+    parser.add_argument(
+        "--registry",
+        default=None,
+        metavar="FILE",
+        help="registry YAML (default: settings, else the demo district)",
+    )
+    if hasattr(parser, "_negative_number_matcher"):
+        parser._negative_number_matcher = _RELATIVE_OR_NEGATIVE
+
+
+def parse_start(text: str, now: float) -> float:
+    """``now``, ``-24h`` (before now) or ISO 8601 with a time zone; whole seconds."""
+    start = _parse_start(text, now)
+    if start < now - MAX_AGE_S:
+        raise SimulateError(
+            f"--start {text} is more than {MAX_AGE_S / 86400:.0f} days ago: the collector refuses readings "
+            "that old (it takes them for a gateway whose clock was never set)"
+        )
+    return start
+
+
+def _parse_start(text: str, now: float) -> float:
+    value = text.strip()
+    if value == "now":
+        return float(math.floor(now))
+    if value.startswith("-"):
+        try:
+            return float(math.floor(now - parse_duration(value[1:])))
+        except ValueError:
+            raise SimulateError(f"--start {text}: after '-' comes a duration such as 24h or 90m") from None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise SimulateError(
+            f"--start {text}: not a time; use ISO 8601 UTC (2026-11-20T00:00:00Z), 'now' or -24h"
+        ) from None
+    if parsed.tzinfo is None:
+        raise SimulateError(f"--start {text}: add a time zone, e.g. {value}Z for UTC")
+    start = float(math.floor(parsed.timestamp()))
+    if start > now + FUTURE_START_TOLERANCE_S:
+        raise SimulateError(
+            f"--start {text} is in the future; readings are never published ahead of the clock (use 'now')"
+        )
+    return start
+
+
+def _registry_path(args: argparse.Namespace, settings: Settings) -> Path:
+    if getattr(args, "registry", None):
+        return Path(args.registry)
+    return settings.registry_file or DEMO_REGISTRY
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A checked simulation request: what to simulate, from when, for how long."""
+
+    district: District
+    events: tuple[ResolvedEvent, ...]
+    start: float
+    duration: float | None
+    speed: float
+    seed: int
+    scenario_name: str | None
+
+
+def plan_simulation(args: argparse.Namespace, settings: Settings, now: float) -> Plan:
+    """Check the arguments, registry and scenario (before connecting); raises ``SimulateError``."""
+    if args.speed < 0 or not math.isfinite(args.speed):
+        raise SimulateError(f"--speed {args.speed}: use 0 (as fast as possible) or a positive factor")
+    duration = None
+    if args.duration is not None:
+        try:
+            duration = parse_duration(args.duration)
+        except ValueError as exc:
+            raise SimulateError(f"--duration: {exc}") from None
+    start = parse_start(args.start, now)
+
+    path = _registry_path(args, settings)
+    if not path.is_file():
+        raise SimulateError(f"registry file {path} not found (--registry or CHAINWATCH_REGISTRY_FILE)")
+    try:
+        registry = load_registry_file(path)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SimulateError(f"{path}:{where}: {first['msg']}") from None
+    except (OSError, ValueError) as exc:
+        raise SimulateError(f"{path}: {str(exc).splitlines()[0]}") from None
+    try:
+        district = build_district(registry, args.clinics)
+    except ValueError as exc:
+        raise SimulateError(str(exc)) from None
+
+    events: list[ResolvedEvent] = []
+    scenario_name = None
+    if args.scenario:
+        try:
+            scenario = load_scenario(args.scenario)
+            events = resolve_events(scenario, list(district.sites), start, district.registry_clinics)
+        except ScenarioError as exc:
+            raise SimulateError(str(exc)) from None
+        scenario_name = scenario.name
+    return Plan(district, tuple(events), start, duration, args.speed, args.seed, scenario_name)
+
+
+class ProgressPrinter:
+    """Progress on stderr: every ``every_s`` while messages flow, once a minute while waiting."""
+
+    def __init__(self, every_s: float = 5.0, quiet_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self.quiet_s = quiet_s
+        self._last_wall = -math.inf
+        self._last_messages = -1
+
+    def __call__(self, p: Progress) -> None:
+        since = p.wall_elapsed_s - self._last_wall
+        if p.messages == self._last_messages and since < self.quiet_s:
+            return
+        self._last_wall = p.wall_elapsed_s
+        self._last_messages = p.messages
+        local = datetime.fromtimestamp(p.sim_time, LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+        rate = p.messages / p.wall_elapsed_s if p.wall_elapsed_s > 0 else 0.0
+        pace = p.sim_elapsed_s / p.wall_elapsed_s if p.wall_elapsed_s > 0 else 0.0
+        print(
+            f"[simulate] simulated up to {iso_utc(p.sim_time)} (clinic local {local}): "
+            f"{p.messages} messages, {rate:.0f} msg/s, {pace:.1f}x real time",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
+    clock = SystemClock()
+    plan = plan_simulation(args, settings, clock.now())
+    publisher = MqttPublisher(settings.mqtt_host, settings.mqtt_port, clock=clock)
+    try:
+        publisher.connect(plan.district.device_refs())
+    except PublishError as exc:
+        raise SimulateError(str(exc)) from None
+
+    stop = threading.Event()
+    sim = Simulation(
+        plan.district,
+        seed=plan.seed,
+        start=plan.start,
+        duration=plan.duration,
+        speed=plan.speed,
+        events=plan.events,
+        sink=publisher,
+        clock=clock,
+        sleep=stop.wait,
+        stop=stop,
+        progress=ProgressPrinter(),
+        scenario_name=plan.scenario_name,
+    )
+    previous: dict[int, Any] = {}
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()  # stop cleanly: flush, say offline, print the result
+        signal.signal(signum, previous.get(signum, signal.SIG_DFL))  # a second signal: no waiting
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _stop)
+    failure: str | None = None
+    try:
+        result = sim.run()
+        try:
+            publisher.flush(timeout=FLUSH_TIMEOUT_S)
+        except PublishError as exc:
+            failure = str(exc)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        publisher.close()
+    print(result.to_json(), flush=True)
+    if failure:
+        raise SimulateError(f"{failure}; the counts above include them")
+    return 0

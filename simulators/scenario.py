@@ -1,0 +1,404 @@
+"""Scenario files: what goes wrong, where and when, in a simulation.
+
+A scenario is YAML::
+
+    name: power cut at clinic 3          # required
+    description: optional free text
+    events:
+      - kind: power_cut       # see the kinds below
+        clinic: 3             # 1-based index into the simulated clinics, a clinic id, or "all"
+        at: "14:00"           # when it starts (see the time forms below)
+        duration: 6h          # how long: 45s, 90m, 6h, 2d, 1h30m, or a number of seconds
+      - kind: probe_fault
+        clinic: qingshui-thc
+        equipment: fridge1    # an equipment id, or its end after a '-' (qingshui-fridge1 -> fridge1)
+        at: "day 2 09:30"
+        duration: 3h
+        fault: disconnected   # disconnected (reads -127.0) | reset (85.0) | stuck (same value)
+
+Kinds and the fields they take (``clinic``, ``at`` and ``duration`` always):
+
+- ``power_cut``: the mains of the whole clinic fail: no appliance cools, every gateway runs on its
+  battery (reports ``mains`` false, the battery drains, a flat battery silences the gateway until the
+  power returns). No ``equipment``: to take the power from one appliance, use ``unplugged``.
+- ``unplugged``: the appliance (``equipment``, or all of the clinic's) has no power; the gateway does.
+- ``door_open``: the door of ``equipment`` (or of every appliance of the clinic) is held open.
+- ``network_loss``: the clinic's gateways cannot reach the broker: they buffer their readings and
+  replay them when the network returns. No ``equipment``.
+- ``probe_fault``: the probe of ``equipment`` (or every probe of the clinic) fails; needs ``fault``.
+- ``ambient``: the room around the appliances is at ``ambient_c`` °C (−40…55) instead of following
+  the daily curve.
+
+Time forms for ``at`` (clinic local time is UTC+8):
+
+- ``"14:00"`` or ``"14:00:30"``: that local time on the first simulated day (the local date of the
+  simulation start; it may lie before the start, then only the part after the start is simulated);
+- ``"day 2 14:00"``: that local time on the second simulated day;
+- ``"+3h"``: that long after the simulation start;
+- ``"2026-11-20T06:00:00Z"``: ISO 8601 with ``Z`` or an offset such as ``+08:00``.
+
+Quote times (``"14:00"``): YAML 1.1 reads an unquoted 14:00 as a number; the loader here reads it as
+text anyway, but other YAML tools will not. An event covers ``[start, start + duration)``; events may
+overlap. Errors are one line: ``FILE:WHERE: WHAT``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+LOCAL_TZ = timezone(timedelta(hours=8))
+AMBIENT_MIN_C = -40.0
+AMBIENT_MAX_C = 55.0
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used; the message is one line: ``FILE:WHERE: WHAT``."""
+
+
+class Kind(StrEnum):
+    power_cut = "power_cut"
+    unplugged = "unplugged"
+    door_open = "door_open"
+    network_loss = "network_loss"
+    probe_fault = "probe_fault"
+    ambient = "ambient"
+
+
+class FaultKind(StrEnum):
+    disconnected = "disconnected"
+    reset = "reset"
+    stuck = "stuck"
+
+
+CLINIC_WIDE = {Kind.power_cut, Kind.network_loss}
+
+# ------------------------------------------------------------------ durations and times
+
+_NUM = r"(\d+(?:\.\d+)?)"
+_DURATION_RE = re.compile(rf"^(?:{_NUM}d)?(?:{_NUM}h)?(?:{_NUM}m)?(?:{_NUM}s)?$")
+_CLOCK_RE = re.compile(r"^(?:day\s+(\d+)\s+)?([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
+
+
+def parse_duration(value: str | float) -> float:
+    """Seconds in ``45s``, ``90m``, ``6h``, ``2d``, ``1h30m`` or a plain number of seconds; > 0."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration (use e.g. 45s, 90m, 6h, 2d)")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().replace(" ", "")
+        m = _DURATION_RE.match(text)
+        if not text or not m or not any(m.groups()):
+            raise ValueError(f"{value!r} is not a duration (use e.g. 45s, 90m, 6h, 2d, 1h30m)")
+        d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        seconds = d * 86400 + h * 3600 + mi * 60 + s
+    if not seconds > 0:
+        raise ValueError(f"duration {value!r} must be longer than 0 s")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class When:
+    """A parsed ``at``: an absolute time, an offset from the start, or a local clock time on day N."""
+
+    absolute: float | None = None
+    after_start_s: float | None = None
+    day: int = 1
+    seconds_of_day: float = 0.0
+
+    def resolve(self, start: float) -> float:
+        if self.absolute is not None:
+            return self.absolute
+        if self.after_start_s is not None:
+            return start + self.after_start_s
+        first_day: date = datetime.fromtimestamp(start, LOCAL_TZ).date()
+        midnight = datetime(first_day.year, first_day.month, first_day.day, tzinfo=LOCAL_TZ)
+        return midnight.timestamp() + (self.day - 1) * 86400.0 + self.seconds_of_day
+
+
+def parse_when(value: str) -> When:
+    text = value.strip()
+    if text.startswith("+"):
+        try:
+            return When(after_start_s=parse_duration(text[1:]))
+        except ValueError:
+            raise ValueError(f"{value!r}: after '+' comes a duration such as 3h or 90m") from None
+    m = _CLOCK_RE.match(text)
+    if m:
+        day = int(m.group(1) or 1)
+        if day < 1:
+            raise ValueError(f"{value!r}: days count from 1 (the first simulated day)")
+        secs = int(m.group(2)) * 3600 + int(m.group(3)) * 60 + int(m.group(4) or 0)
+        return When(day=day, seconds_of_day=float(secs))
+    if re.match(r"^\d{4}-\d\d-\d\d", text):
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-20T06:00:00Z)") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"{value!r} has no time zone: add Z (UTC) or +08:00 (clinic local time)")
+        return When(absolute=parsed.timestamp())
+    raise ValueError(f'{value!r} is not a time: use "14:00", "day 2 14:00", "+3h" or ISO 8601 with Z')
+
+
+# ------------------------------------------------------------------ the file
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Kind
+    clinic: StrictInt | StrictStr
+    equipment: StrictStr | None = None
+    at: StrictStr
+    duration: StrictStr | StrictInt | StrictFloat
+    fault: FaultKind | None = None
+    ambient_c: StrictFloat | StrictInt | None = None
+
+    @field_validator("clinic")
+    @classmethod
+    def _clinic(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"clinic {value}: clinics are numbered from 1")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("clinic is empty")
+        return value
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        parse_when(value)
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: str | float) -> str | float:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> Event:
+        if self.kind in CLINIC_WIDE and self.equipment is not None:
+            hint = " (use kind: unplugged for one appliance)" if self.kind == Kind.power_cut else ""
+            raise ValueError(f"{self.kind} affects the whole clinic: remove 'equipment'{hint}")
+        if self.kind == Kind.probe_fault and self.fault is None:
+            raise ValueError("probe_fault needs 'fault': disconnected, reset or stuck")
+        if self.kind != Kind.probe_fault and self.fault is not None:
+            raise ValueError(f"'fault' belongs to probe_fault events, not {self.kind}")
+        if self.kind == Kind.ambient:
+            if self.ambient_c is None:
+                raise ValueError("ambient needs 'ambient_c' (the room temperature in °C)")
+            if not AMBIENT_MIN_C <= self.ambient_c <= AMBIENT_MAX_C:
+                raise ValueError(
+                    f"ambient_c {self.ambient_c} is not within {AMBIENT_MIN_C:.0f}…{AMBIENT_MAX_C:.0f} °C"
+                )
+        elif self.ambient_c is not None:
+            raise ValueError(f"'ambient_c' belongs to ambient events, not {self.kind}")
+        return self
+
+    @property
+    def seconds(self) -> float:
+        return parse_duration(self.duration)
+
+    @property
+    def when(self) -> When:
+        return parse_when(self.at)
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: StrictStr = Field(min_length=1)
+    description: StrictStr = ""
+    events: tuple[Event, ...] = ()
+    source: str = Field(default="<scenario>", exclude=True)
+
+
+class _TextTimesLoader(yaml.SafeLoader):
+    """SafeLoader that keeps 14:00 and 2026-11-20T14:00Z as text (YAML 1.1 turns them into a number
+    and a datetime)."""
+
+
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_TextTimesLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT, _TIMESTAMP)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_TextTimesLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789"))
+_TextTimesLoader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9]+(?:[eE][-+]?[0-9]+)?$"), list("-+0123456789.")
+)
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "top level"
+
+
+def _message(error: Any) -> str:
+    msg = str(error["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if error["type"] == "extra_forbidden":
+        msg = "unknown field (known: kind, clinic, equipment, at, duration, fault, ambient_c)"
+        if len(error["loc"]) == 1:
+            msg = "unknown field (known: name, description, events)"
+    elif error["type"] == "missing":
+        msg = "missing (required)"
+    return msg
+
+
+def parse_scenario(doc: Any, source: str = "<scenario>") -> Scenario:
+    """Validate a decoded YAML document; raises ``ScenarioError`` naming the first problem."""
+    if not isinstance(doc, dict):
+        raise ScenarioError(f"{source}: a scenario is a mapping with 'name' and 'events'")
+    try:
+        return Scenario.model_validate({**doc, "source": source})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        # a model_validator error on an event has loc ('events', i); say so, not "top level"
+        more = f" ({exc.error_count()} problems in all)" if exc.error_count() > 1 else ""
+        raise ScenarioError(f"{source}:{_where(loc)}: {_message(first)}{more}") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; every error is one line ``FILE:WHERE: WHAT``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{p}: scenario file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{p}: cannot read it ({exc})") from None
+    try:
+        doc = yaml.load(text, Loader=_TextTimesLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "YAML"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError(f"{p}:{where}: not valid YAML ({problem})") from None
+    return parse_scenario(doc, str(p))
+
+
+# ------------------------------------------------------------------ against the simulated clinics
+
+
+@dataclass(frozen=True, slots=True)
+class SiteEquipment:
+    """What the resolver needs to know of a simulated clinic."""
+
+    clinic: str
+    equipment: tuple[str, ...]  # simulated appliances (refrigerators and freezers)
+    other_equipment: tuple[str, ...] = ()  # in the registry but not simulated
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedEvent:
+    kind: Kind
+    start: float
+    end: float
+    clinics: tuple[str, ...]
+    equipment: tuple[str, ...]  # empty: every appliance of the clinics
+    fault: FaultKind | None = None
+    ambient_c: float | None = None
+    label: str = ""
+
+    def active(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+
+def _match_equipment(name: str, site: SiteEquipment) -> str:
+    exact = [e for e in site.equipment if e == name]
+    if exact:
+        return exact[0]
+    ends = [e for e in site.equipment if e.endswith("-" + name)]
+    if len(ends) == 1:
+        return ends[0]
+    if len(ends) > 1:
+        raise ValueError(f"equipment {name!r} is ambiguous in clinic {site.clinic}: {', '.join(ends)}")
+    if name in site.other_equipment or any(e.endswith("-" + name) for e in site.other_equipment):
+        raise ValueError(f"equipment {name!r} of clinic {site.clinic} is not a refrigerator or freezer")
+    raise ValueError(
+        f"clinic {site.clinic} has no equipment {name!r} (it has {', '.join(site.equipment) or 'none'})"
+    )
+
+
+def resolve_events(
+    scenario: Scenario, sites: list[SiteEquipment], start: float, registry_clinics: tuple[str, ...] = ()
+) -> list[ResolvedEvent]:
+    """Absolute times and ids for each event; ``sites`` are the simulated clinics in order.
+
+    Raises ``ScenarioError`` (one line) for a clinic or equipment that is not simulated.
+    """
+    out: list[ResolvedEvent] = []
+    by_id = {s.clinic: s for s in sites}
+    for i, ev in enumerate(scenario.events):
+        where = f"{scenario.source}:events[{i}]"
+        if ev.clinic == "all":
+            chosen = list(sites)
+        elif isinstance(ev.clinic, int):
+            if ev.clinic > len(sites):
+                raise ScenarioError(
+                    f"{where}.clinic: clinic {ev.clinic} is not simulated: {len(sites)} clinic(s) are "
+                    f"(raise --clinics or change the scenario)"
+                )
+            chosen = [sites[ev.clinic - 1]]
+        elif ev.clinic in by_id:
+            chosen = [by_id[ev.clinic]]
+        elif ev.clinic in registry_clinics:
+            raise ScenarioError(
+                f"{where}.clinic: clinic {ev.clinic} is in the registry but not among the {len(sites)} "
+                f"simulated clinic(s) (raise --clinics)"
+            )
+        else:
+            raise ScenarioError(f"{where}.clinic: no clinic {ev.clinic!r} in the registry")
+        equipment: tuple[str, ...] = ()
+        if ev.equipment is not None:
+            try:
+                equipment = tuple(_match_equipment(ev.equipment, site) for site in chosen)
+            except ValueError as exc:
+                raise ScenarioError(f"{where}.equipment: {exc}") from None
+        begin = ev.when.resolve(start)
+        out.append(
+            ResolvedEvent(
+                kind=ev.kind,
+                start=begin,
+                end=begin + ev.seconds,
+                clinics=tuple(s.clinic for s in chosen),
+                equipment=equipment,
+                fault=ev.fault,
+                ambient_c=None if ev.ambient_c is None else float(ev.ambient_c),
+                label=f"events[{i}] {ev.kind}",
+            )
+        )
+    return out
+
+
+def iso_utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,1 @@
+"""Example scenario files (YAML) for ``chainwatch simulate --scenario``; see README.md here."""
