@@ -48,7 +48,8 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue a week while we a
 
 @dataclass
 class Stats:
-    messages: int = 0
+    received: int = 0  # messages taken from the broker (acknowledged once their batch is durable)
+    messages: int = 0  # messages whose batch is durable and acknowledged
     lines_written: int = 0
     readings_written: int = 0
     dead_letters: int = 0
@@ -107,6 +108,7 @@ class Collector:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         c.reconnect_delay_set(0.5, 10)
         return c
 
@@ -117,8 +119,16 @@ class Collector:
         group = self.settings.collector_shared_group
         topics = [(f"$share/{group}/{t}" if group else t, 1) for t in SUBSCRIPTIONS]
         client.subscribe(topics)
-        self.connected.set()
         log.info("connected to %s as %s", self.settings.mqtt_url, self.client_id)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, codes: Any, _p: object = None) -> None:
+        failed = [c for c in codes if c.is_failure]
+        if failed:
+            log.error("the MQTT broker refused the subscriptions: %s", failed)
+            return
+        # only now does the broker queue messages for us: a publisher started before this would lose
+        # its first messages on a fresh session (the supervisor waits for this)
+        self.connected.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object = None) -> None:
         self.connected.clear()
@@ -128,6 +138,7 @@ class Collector:
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         if not self._accepting:  # shutting down: not acknowledged, the broker redelivers it later
             return
+        self.stats.received += 1
         batch = self.batcher.add((msg.mid, msg.qos), msg.topic, msg.payload)
         if batch is not None:
             self._to_write.put(batch)

@@ -7,13 +7,16 @@ that dies. Ctrl-C (or SIGTERM) stops the children and the local services it star
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from core.db import make_engine
 from core.registry_store import ensure_registry
@@ -36,6 +39,20 @@ class Child:
 
 def _chainwatch(*args: str) -> list[str]:
     return [sys.executable, "-m", "core.cli", *args]
+
+
+def _wait_subscribed(stats: Path, child: Child, stop: threading.Event, say: Callable[[str], None]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            if json.loads(stats.read_text()).get("connected"):
+                return
+        except (OSError, ValueError):
+            pass
+        if child.proc is not None and child.proc.poll() is not None:
+            return  # it died: the supervision loop restarts it
+        stop.wait(0.2)
+    say("the collector has not subscribed yet; starting the simulated clinics anyway")
 
 
 def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
@@ -64,9 +81,15 @@ def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    stats = settings.data_dir / "collector.json"
+    stats.unlink(missing_ok=True)
     for child in children:
         child.start()
         say(f"started {child.name} (pid {child.proc.pid if child.proc else '?'})")
+        if child.name == "collector":
+            # the collector's subscriptions must exist before the simulator publishes, or the broker
+            # has nobody to queue the first (back-filled) messages for
+            _wait_subscribed(stats, child, stop, say)
 
     say(f"MQTT broker:  {settings.mqtt_url}   (watch: mosquitto_sub -p {settings.mqtt_port} -t 'cw/v1/#' -v)")
     say(f"InfluxDB:     {settings.influx_url}  database {settings.influx_db}")

@@ -90,6 +90,7 @@ class Env:
             "CHAINWATCH_INFLUX_URL": s.influx_url,
             "CHAINWATCH_INFLUX_DB": s.influx_db,
             "CHAINWATCH_COLLECTOR_CLIENT_ID": s.collector_client_id,
+            "CHAINWATCH_COLLECTOR_BATCH_SECONDS": str(s.collector_batch_seconds),
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -137,8 +138,12 @@ def env(services: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> I
     yield env
     for child in env.children:
         if child.poll() is None:
-            child.kill()
-            child.wait(10)
+            child.terminate()  # lets `chainwatch run` stop its own children
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(10)
 
 
 class CollectorProcess:

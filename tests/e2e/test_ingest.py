@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import psutil
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -316,3 +318,63 @@ def test_unregistered_device_is_stored_and_noticed(env: Env, collector: Collecto
     with env.influx() as client:
         tags = client.query("SHOW TAG VALUES FROM temperature WITH KEY = equipment")
     assert tags == []  # stored without an equipment: nobody registered it yet
+
+
+def test_sigterm_flushes_what_was_received(env: Env, services: Any) -> None:
+    """A batch that would wait five minutes is written and acknowledged when the collector is told to
+    stop: nothing received is left behind, and the collector exits cleanly."""
+    env.settings = env.settings.model_copy(update={"collector_batch_seconds": 300.0})
+    collector = CollectorProcess(env)
+    collector.start()
+    now = int(time.time())
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sigterm-test")
+    pub.connect(env.settings.mqtt_host, env.settings.mqtt_port)
+    pub.loop_start()
+    for i in range(100):
+        payload = json.dumps(
+            [{"bn": "urn:dev:qingshui-gw1:", "bt": now - 6000 + i * 60, "n": "p1", "u": "Cel", "v": 5.0}]
+        )
+        pub.publish("cw/v1/qingshui-thc/qingshui-gw1/telemetry", payload, qos=1).wait_for_publish(10)
+    pub.disconnect()
+    pub.loop_stop()
+    wait_until(lambda: collector.stats().get("received") == 100, 30, "the collector to receive 100 messages")
+    assert env.count("temperature", "celsius") == 0  # still in the batch, not written yet
+    assert collector.stop() == 0
+    assert env.count("temperature", "celsius") == 100
+
+
+def _processes_of(env: Env) -> list[str]:
+    """Processes running with this test's data directory (the collector, the simulator...)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.environ().get("CHAINWATCH_DATA_DIR") == str(env.settings.data_dir):
+                found.append(" ".join(proc.info["cmdline"] or []))
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_chainwatch_run_shows_readings_within_a_minute_and_ctrl_c_stops_it(env: Env) -> None:
+    """What `make run` does, on the test's servers: the back-filled hour and then live readings land
+    in InfluxDB, Ctrl-C stops the collector and the simulator (and leaves alone the servers it did not
+    start)."""
+    log = env.settings.data_dir / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "run", "--backfill", "1h"],
+            env=env.environ,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    env.children.append(proc)
+    wait_until(lambda: len(_processes_of(env)) == 3, 30, "the supervisor, the collector and the simulator")
+    # 10 gateways x 3 probes x 60 minutes
+    wait_until(lambda: env.count("temperature", "celsius") >= 10 * 3 * 60, 60, "the back-filled hour")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0
+    text = log.read_text(errors="replace")
+    assert "curl -s -G" in text and "[chainwatch] stopped" in text
+    assert _processes_of(env) == [], "a child of chainwatch run outlived it"
+    assert all(s.running for s in local_services.status(env.services))
