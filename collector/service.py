@@ -76,6 +76,7 @@ class Collector:
             username=settings.influx_username,
             password=settings.influx_password,
             timeout_s=settings.collector_write_timeout_s,
+            create_missing_database=True,
         )
         self.spool = Spool(settings.spool_dir)
         limits = Limits(settings.max_records_per_message, settings.future_tolerance_s)

@@ -34,9 +34,13 @@ class InfluxClient:
         username: str = "",
         password: str = "",
         timeout_s: float = 10.0,
+        create_missing_database: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
         self.database = database
+        # a writer that must not lose data recreates a database that was dropped under it, instead
+        # of treating "database not found" as a refusal of the lines
+        self.create_missing_database = create_missing_database
         auth = (username, password) if username else None
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s, auth=auth)
 
@@ -61,22 +65,33 @@ class InfluxClient:
     def write(self, body: bytes | str, precision: str = "ms") -> None:
         """One write. Raises InfluxError (``retryable`` says whether trying again can help)."""
         data = body.encode() if isinstance(body, str) else body
-        try:
-            resp = self._http.post(
-                "/write", params={"db": self.database, "precision": precision}, content=data
-            )
-        except httpx.TimeoutException as exc:
-            raise InfluxError(f"InfluxDB write timed out at {self.url}: {exc}", retryable=True) from None
-        except httpx.HTTPError as exc:
-            raise InfluxError(f"cannot reach InfluxDB at {self.url}: {exc}", retryable=True) from None
+        resp = self._post_write(data, precision)
+        if resp.status_code == 404 and self.create_missing_database and "database not found" in resp.text:
+            self.create_database()
+            resp = self._post_write(data, precision)
         if resp.status_code == 204:
             return
         message = _error_text(resp)
+        if resp.status_code == 404 and "database not found" in message:
+            raise InfluxError(
+                f"InfluxDB has no database {self.database!r}: create it (chainwatch services up does)",
+                retryable=True,
+                status=404,
+            )
         raise InfluxError(
             f"InfluxDB refused a write ({resp.status_code}): {message}",
             retryable=resp.status_code >= 500 or resp.status_code == 429,
             status=resp.status_code,
         )
+
+    def _post_write(self, data: bytes, precision: str) -> httpx.Response:
+        try:
+            params = {"db": self.database, "precision": precision}
+            return self._http.post("/write", params=params, content=data)
+        except httpx.TimeoutException as exc:
+            raise InfluxError(f"InfluxDB write timed out at {self.url}: {exc}", retryable=True) from None
+        except httpx.HTTPError as exc:
+            raise InfluxError(f"cannot reach InfluxDB at {self.url}: {exc}", retryable=True) from None
 
     def write_retrying(
         self,

@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from core import senml
@@ -50,6 +51,7 @@ class Topic:
     kind: Kind
 
 
+@lru_cache(maxsize=1 << 16)  # topics repeat per device; a refused topic raises and is not cached
 def parse_topic(topic: str) -> Topic:
     parts = topic.split("/")
     if len(parts) != 5 or parts[0] != "cw" or parts[1] != "v1":

@@ -70,10 +70,15 @@ def loads(payload: bytes | str) -> Any:
         text = payload
     try:
         if "E" in text:  # rare: only then pay for a per-number hook
-            return json.loads(text, parse_constant=_reject_constant, parse_float=_strict_float)
-        return json.loads(text, parse_constant=_reject_constant)
+            return _STRICT_DECODER.decode(text)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise SenMLError("bad_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+# built once: json.loads with hooks builds a new decoder for every message
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_strict_float)
 
 
 def _number(rec: dict[str, Any], label: str, index: int) -> float | None:

@@ -13,6 +13,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -320,10 +321,36 @@ def test_unregistered_device_is_stored_and_noticed(env: Env, collector: Collecto
     assert tags == []  # stored without an equipment: nobody registered it yet
 
 
+def _clear_retained_status(env: Env) -> None:
+    topics: list[str] = []
+    marker = threading.Event()
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == "test/marker":
+            marker.set()
+        elif msg.retain and msg.payload:
+            topics.append(msg.topic)
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="retained-cleaner")
+    c.on_message = on_message
+    c.connect(env.settings.mqtt_host, env.settings.mqtt_port)
+    c.loop_start()
+    c.subscribe([("cw/v1/+/+/status", 1), ("test/marker", 1)])
+    # the broker sends retained messages while handling the SUBSCRIBE, so they all arrive before a
+    # message published after it
+    c.publish("test/marker", b"x", qos=1)
+    assert marker.wait(10)
+    for topic in topics:
+        c.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
+    c.disconnect()
+    c.loop_stop()
+
+
 def test_sigterm_flushes_what_was_received(env: Env, services: Any) -> None:
     """A batch that would wait five minutes is written and acknowledged when the collector is told to
     stop: nothing received is left behind, and the collector exits cleanly."""
     env.settings = env.settings.model_copy(update={"collector_batch_seconds": 300.0})
+    _clear_retained_status(env)  # earlier tests' devices: the collector would count them as received
     collector = CollectorProcess(env)
     collector.start()
     now = int(time.time())
