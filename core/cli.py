@@ -66,6 +66,22 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _rules(args: argparse.Namespace, settings: Settings) -> int:
+    from alerting.replay import TraceError, replay_main
+
+    try:
+        return replay_main(
+            Path(args.trace),
+            args.profile,
+            args.interval,
+            verbose=args.verbose_decisions,
+            updates=args.updates,
+            out=sys.stdout,
+        )
+    except (TraceError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from core.supervisor import run_all
 
@@ -101,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     load = rs.add_parser("load", help="load a registry YAML file (replaces the registry)")
     load.add_argument("file")
     s.set_defaults(func=_registry)
+
+    s = sub.add_parser("rules", help="run the production rules over a recorded trace")
+    rs = s.add_subparsers(dest="action", required=True)
+    rp = rs.add_parser(
+        "replay", help="one JSON line per alert decision for a CSV trace (time,celsius[,mains])"
+    )
+    rp.add_argument("trace", metavar="TRACE.csv")
+    rp.add_argument("--profile", default="refrigerator", help="equipment profile (default refrigerator)")
+    rp.add_argument("--interval", type=float, default=60.0, help="sampling interval in seconds (default 60)")
+    rp.add_argument("--verbose", dest="verbose_decisions", action="store_true", help="add subject and values")
+    rp.add_argument("--updates", action="store_true", help="also print updates (holdover forecasts)")
+    s.set_defaults(func=_rules)
 
     s = sub.add_parser("run", help="everything: services, collector and simulated clinics (Ctrl-C stops)")
     s.add_argument("--clinics", type=int, default=10)

@@ -1,0 +1,45 @@
+"""From the registry and parsed protocol-v1 messages to the rule engine (no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alerting.rules.engine import Engine, EquipmentRef
+from alerting.rules.types import Decision
+from core.profiles import ProfileSettings, profile_settings
+from core.protocol import Telemetry
+from core.registry_model import DeviceKind, RegistryFile
+
+
+def build_engine(reg: RegistryFile, overrides: dict[str, dict[str, Any]] | None = None) -> Engine:
+    """An engine for every piece of equipment with temperature rules and every gateway in ``reg``."""
+    equipment: list[EquipmentRef] = []
+    devices: dict[str, tuple[str | None, float, ProfileSettings]] = {}
+    for clinic in reg.clinics():
+        intervals = {d.id: float(d.interval_s) for d in clinic.devices}
+        for eq in clinic.equipment:
+            settings = profile_settings(eq.profile.value, overrides)
+            equipment.append(
+                EquipmentRef(eq.id, clinic.id, eq.device, eq.probe, settings, intervals[eq.device])
+            )
+        for d in clinic.devices:
+            if d.kind is DeviceKind.gateway:
+                devices.setdefault(d.id, (clinic.id, float(d.interval_s), profile_settings("refrigerator")))
+    return Engine(equipment, devices)
+
+
+def feed_telemetry(engine: Engine, tm: Telemetry, now: float) -> list[Decision]:
+    """One parsed telemetry message that arrived at ``now``."""
+    out: list[Decision] = []
+    times = [r.time for r in tm.temperatures] + [h.time for h in tm.health]
+    if times:
+        out.extend(engine.seen(tm.device, max(times), now))
+    for h in sorted(tm.health, key=lambda h: h.time):
+        if h.mains_on is not None:
+            out.extend(engine.mains(tm.device, h.time, h.mains_on))
+        if h.battery_pct is not None:
+            out.extend(engine.battery(tm.device, h.time, h.battery_pct))
+    for r in sorted(tm.temperatures, key=lambda r: r.time):
+        out.extend(engine.temperature(tm.device, r.probe, r.time, r.celsius))
+    out.extend(engine.flush())
+    return out
