@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Engine as SqlEngine
+
 from alerting.rules.engine import Engine, EquipmentRef
 from alerting.rules.types import Decision
 from core.profiles import ProfileSettings, profile_settings
 from core.protocol import Telemetry
 from core.registry_model import DeviceKind, RegistryFile
+from core.registry_store import equipment_list, profile_overrides
 
 
 def build_engine(reg: RegistryFile, overrides: dict[str, dict[str, Any]] | None = None) -> Engine:
@@ -18,7 +21,7 @@ def build_engine(reg: RegistryFile, overrides: dict[str, dict[str, Any]] | None 
     for clinic in reg.clinics():
         intervals = {d.id: float(d.interval_s) for d in clinic.devices}
         for eq in clinic.equipment:
-            settings = profile_settings(eq.profile.value, overrides)
+            settings = profile_settings(eq.profile.value, overrides or _overrides(reg))
             equipment.append(
                 EquipmentRef(eq.id, clinic.id, eq.device, eq.probe, settings, intervals[eq.device])
             )
@@ -26,6 +29,10 @@ def build_engine(reg: RegistryFile, overrides: dict[str, dict[str, Any]] | None 
             if d.kind is DeviceKind.gateway:
                 devices.setdefault(d.id, (clinic.id, float(d.interval_s), profile_settings("refrigerator")))
     return Engine(equipment, devices)
+
+
+def _overrides(reg: RegistryFile) -> dict[str, dict[str, Any]]:
+    return {k.value: dict(v) for k, v in reg.profiles.items()}
 
 
 def feed_telemetry(engine: Engine, tm: Telemetry, now: float) -> list[Decision]:
@@ -43,3 +50,21 @@ def feed_telemetry(engine: Engine, tm: Telemetry, now: float) -> list[Decision]:
         out.extend(engine.temperature(tm.device, r.probe, r.time, r.celsius))
     out.extend(engine.flush())
     return out
+
+
+def build_engine_from_sql(sql: SqlEngine) -> Engine:
+    """The same as ``build_engine``, from the registry stored in SQL (what the service runs on)."""
+    overrides = profile_overrides(sql)
+    equipment, devices = equipment_list(sql)
+    refs = [
+        EquipmentRef(
+            e.id, e.clinic, e.device, e.probe, profile_settings(e.profile, overrides), float(e.interval_s)
+        )
+        for e in equipment
+    ]
+    gateways = {
+        dev: (clinic, float(interval), profile_settings("refrigerator", overrides))
+        for dev, (clinic, kind, interval) in sorted(devices.items())
+        if kind == DeviceKind.gateway.value
+    }
+    return Engine(refs, gateways)

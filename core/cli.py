@@ -34,6 +34,12 @@ def _collector(args: argparse.Namespace, settings: Settings) -> int:
     return run_collector(settings)
 
 
+def _alerting(args: argparse.Namespace, settings: Settings) -> int:
+    from alerting.service import run_alerting
+
+    return run_alerting(settings)
+
+
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from simulators.cli import simulate_main
 
@@ -102,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("collector", help="run the collector (MQTT -> InfluxDB) in the foreground")
     s.set_defaults(func=_collector)
+
+    s = sub.add_parser("alerting", help="run the rule engine and alert lifecycle in the foreground")
+    s.set_defaults(func=_alerting)
 
     s = sub.add_parser("simulate", help="simulated clinics publishing over MQTT")
     try:

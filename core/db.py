@@ -89,6 +89,14 @@ class RotaRow(Base):
     level: Mapped[int] = mapped_column(Integer)
 
 
+class ProfileOverrideRow(Base):
+    """Rule settings of an equipment profile that differ from the defaults (registry YAML ``profiles``)."""
+
+    __tablename__ = "profile_override"
+    profile: Mapped[str] = mapped_column(String(32), primary_key=True)
+    settings: Mapped[str] = mapped_column(Text)  # JSON object
+
+
 class DeadLetterRow(Base):
     """A message that failed validation, kept whole with its reason: nothing is silently dropped."""
 

@@ -104,6 +104,18 @@ class RotaEntry(_Model):
 class RegistryFile(_Model):
     district: District
     rota: tuple[RotaEntry, ...] = ()
+    # rule thresholds per equipment profile that differ from the defaults (core/profiles.py), e.g.
+    # {"refrigerator": {"heat_warning_after_min": 20}}
+    profiles: dict[Profile, dict[str, float | bool | None]] = {}
+
+    @field_validator("profiles")
+    @classmethod
+    def _known_settings(cls, profiles: dict[Profile, dict[str, float | bool | None]]) -> dict:
+        from core.profiles import profile_settings
+
+        for profile in profiles:
+            profile_settings(profile.value, {k.value: v for k, v in profiles.items()})  # raises if invalid
+        return profiles
 
     @field_validator("district")
     @classmethod

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
@@ -14,13 +16,23 @@ from core.db import (
     DistrictRow,
     EquipmentRow,
     PersonRow,
+    ProfileOverrideRow,
     RotaRow,
     TownshipRow,
     init_db,
 )
 from core.registry_model import DEMO_REGISTRY, Person, RegistryFile, load_registry_file
 
-_TABLES = (RotaRow, PersonRow, EquipmentRow, DeviceRow, ClinicRow, TownshipRow, DistrictRow)
+_TABLES = (
+    ProfileOverrideRow,
+    RotaRow,
+    PersonRow,
+    EquipmentRow,
+    DeviceRow,
+    ClinicRow,
+    TownshipRow,
+    DistrictRow,
+)
 
 
 def store_registry(engine: Engine, reg: RegistryFile) -> None:
@@ -62,6 +74,8 @@ def store_registry(engine: Engine, reg: RegistryFile) -> None:
         s.flush()
         for r in reg.rota:
             s.add(RotaRow(site_id=r.site, person_id=r.person, level=r.level))
+        for profile, settings in reg.profiles.items():
+            s.add(ProfileOverrideRow(profile=profile.value, settings=json.dumps(settings, sort_keys=True)))
 
 
 def _person(p: Person, site: str) -> PersonRow:
@@ -109,3 +123,31 @@ def device_tags(engine: Engine) -> dict[tuple[str, str], DeviceTags]:
         (clinic, dev): DeviceTags(district, township, clinic, probes.get(dev, {}))
         for dev, clinic, township, district in rows
     }
+
+
+def profile_overrides(engine: Engine) -> dict[str, dict[str, Any]]:
+    """The registry's rule settings per profile that differ from the defaults."""
+    with Session(engine) as s:
+        return {row.profile: json.loads(row.settings) for row in s.scalars(select(ProfileOverrideRow))}
+
+
+@dataclass(frozen=True, slots=True)
+class EquipmentInfo:
+    id: str
+    clinic: str
+    profile: str
+    device: str
+    probe: str
+    interval_s: int
+
+
+def equipment_list(engine: Engine) -> tuple[list[EquipmentInfo], dict[str, tuple[str, str, int]]]:
+    """Every piece of equipment with its gateway's interval, and every device: id -> (clinic, kind,
+    interval_s). What the rule engine is built from."""
+    with Session(engine) as s:
+        devices = {d.id: (d.clinic_id, d.kind, d.interval_s) for d in s.scalars(select(DeviceRow))}
+        equipment = [
+            EquipmentInfo(e.id, e.clinic_id, e.profile, e.device_id, e.probe, devices[e.device_id][2])
+            for e in s.scalars(select(EquipmentRow).order_by(EquipmentRow.id))
+        ]
+    return equipment, devices

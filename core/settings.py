@@ -7,7 +7,6 @@ The defaults run the demo on one machine: Mosquitto and InfluxDB on loopback por
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,11 +37,16 @@ class Settings(BaseSettings):
     collector_write_attempts: int = 3  # before a batch goes to the spool
     future_tolerance_s: float = 600.0  # readings further in the future than this are rejected
 
+    # alerting
+    alerting_client_id: str = "chainwatch-alerting"  # its own persistent session, apart from the collector's
+    alerting_tick_s: float = 60.0  # time-driven rules (device offline) run this often
+    alerting_checks: bool = True  # the twice-daily check reminders (a person confirms each fridge)
+
     # protocol
     max_records_per_message: int = 500
 
     @computed_field  # type: ignore[prop-decorator]
-    @cached_property
+    @property
     def sql_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -42,6 +42,7 @@ def _chainwatch(*args: str) -> list[str]:
 
 
 def _wait_subscribed(stats: Path, child: Child, stop: threading.Event, say: Callable[[str], None]) -> None:
+    """Wait until ``child`` reports (in its stats file) that its subscriptions exist."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not stop.is_set():
         try:
@@ -52,7 +53,7 @@ def _wait_subscribed(stats: Path, child: Child, stop: threading.Event, say: Call
         if child.proc is not None and child.proc.poll() is not None:
             return  # it died: the supervision loop restarts it
         stop.wait(0.2)
-    say("the collector has not subscribed yet; starting the simulated clinics anyway")
+    say(f"the {child.name} has not subscribed yet; going on anyway")
 
 
 def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
@@ -70,6 +71,7 @@ def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
     start = "now" if backfill in ("", "0", "0h") else f"-{backfill}"
     children = [
         Child("collector", _chainwatch("collector")),
+        Child("alerting", _chainwatch("alerting")),
         Child(
             "simulator",
             # speed 0: the backfill as fast as possible, then live (simulated time never runs
@@ -81,15 +83,15 @@ def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stats = settings.data_dir / "collector.json"
-    stats.unlink(missing_ok=True)
+    for name in ("collector", "alerting"):
+        (settings.data_dir / f"{name}.json").unlink(missing_ok=True)
     for child in children:
         child.start()
         say(f"started {child.name} (pid {child.proc.pid if child.proc else '?'})")
-        if child.name == "collector":
-            # the collector's subscriptions must exist before the simulator publishes, or the broker
-            # has nobody to queue the first (back-filled) messages for
-            _wait_subscribed(stats, child, stop, say)
+        if child.name in ("collector", "alerting"):
+            # their subscriptions must exist before the simulator publishes, or the broker has nobody
+            # to queue the first (back-filled) messages for
+            _wait_subscribed(settings.data_dir / f"{child.name}.json", child, stop, say)
 
     say(f"MQTT broker:  {settings.mqtt_url}   (watch: mosquitto_sub -p {settings.mqtt_port} -t 'cw/v1/#' -v)")
     say(f"InfluxDB:     {settings.influx_url}  database {settings.influx_db}")

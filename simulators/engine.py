@@ -58,6 +58,9 @@ _FAULT_CODES = {
 # ------------------------------------------------------------------ what is simulated
 
 
+SYNC_EVERY_S = 300.0  # simulated seconds between waits for the broker's acknowledgements
+
+
 @dataclass(frozen=True, slots=True)
 class SimAppliance:
     clinic: str
@@ -427,6 +430,7 @@ class Simulation:
             self._tick()
         wall0 = self.clock.now()
         sim0 = self.t
+        self.last_sync = self.t
         last_progress = wall0
         while not self.stop.is_set() and not self.finished:
             now = self.clock.now()
@@ -437,6 +441,12 @@ class Simulation:
             T = self.next_tick
             if T <= target:
                 self._tick()
+                if self.t - self.last_sync >= SYNC_EVERY_S:
+                    # keep the devices' streams together: each device publishes on its own connection,
+                    # and without this one could run hours of simulated time ahead of another at full
+                    # speed, which a subscriber would take for a silent gateway
+                    self.sink.flush()
+                    self.last_sync = self.t
                 continue
             wake = T if self.speed == 0 else max(wall0 + (T - self.start) / self.speed, T)
             self.sleep(min(max(wake - now, 0.001), self.progress_every_s))

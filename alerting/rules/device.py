@@ -26,6 +26,7 @@ class DeviceMachine:
     last_update_at: float | None = None
     battery_open: bool = False
     last_seen: float | None = None  # latest reading time from this device
+    heard_at: float | None = None  # when it was last heard from, in reading time (see Engine.seen)
     offline_open: bool = False
 
     def _decide(
@@ -103,28 +104,31 @@ class DeviceMachine:
     # ------------------------------------------------------------------ offline
 
     def seen(self, t: float, now: float) -> list[Decision]:
-        """A message with a reading taken at ``t`` arrived at ``now``: the device is back if it was out."""
+        """A message with readings up to ``t`` was heard at ``now`` (reading time: the engine's
+        watermark). A buffered upload carries old readings but is heard now."""
         if self.last_seen is None or t > self.last_seen:
             self.last_seen = t
+        if self.heard_at is None or now > self.heard_at:
+            self.heard_at = now
         if self.offline_open:
             self.offline_open = False
             return [self._decide(now, Rule.device_offline, Severity.warning, Action.clear, "offline")]
         return []
 
     def silent(self, now: float) -> bool:
-        return self.last_seen is not None and now - self.last_seen >= self.offline_after_s
+        return self.heard_at is not None and now - self.heard_at >= self.offline_after_s
 
     def offline_fire(self, now: float) -> Decision:
-        assert self.last_seen is not None
+        assert self.heard_at is not None
         self.offline_open = True
-        t = self.last_seen + self.offline_after_s
+        t = self.heard_at + self.offline_after_s
         return self._decide(
             t,
             Rule.device_offline,
             Severity.warning,
             Action.fire,
             "offline",
-            silent_min=round((now - self.last_seen) / 60),
+            silent_min=round((now - self.heard_at) / 60),
         )
 
 
@@ -136,7 +140,7 @@ def offline_tick(
     for the clinic (subject = clinic id) stands for all of them, and no per-device alert fires (an
     inhibition, as Alertmanager's); otherwise one alert per silent device. ``state`` keeps whether the
     clinic-wide alert is open (clinic id -> bool)."""
-    devs = [d for d in devices if d.last_seen is not None]
+    devs = [d for d in devices if d.heard_at is not None]
     out: list[Decision] = []
     if not devs:
         return out
@@ -144,8 +148,8 @@ def offline_tick(
     everyone = len(silent) == len(devs) >= 2  # a clinic with one device: that device's own alert
     if everyone and not state.get(clinic):
         state[clinic] = True
-        since = max(d.last_seen or 0.0 for d in devs)
-        t = max(d.last_seen + d.offline_after_s for d in devs if d.last_seen is not None)
+        since = max(d.heard_at or 0.0 for d in devs)
+        t = max(d.heard_at + d.offline_after_s for d in devs if d.heard_at is not None)
         out.append(
             Decision(
                 t,

@@ -29,6 +29,7 @@ from alerting.rules.types import Decision
 from core.profiles import ProfileSettings
 
 HORIZON_S = 26 * 3600.0
+LIVE_WINDOW_S = 120.0
 M = TypeVar("M")
 
 
@@ -169,6 +170,8 @@ class Engine:
                 DeviceMachine(dev, settings, clinic, interval), _battery_step, self.horizon_s
             )
         self.clinic_offline: dict[str, bool] = {}
+        self.watermark = 0.0  # the newest reading time of any device
+        self.last_arrival: float | None = None  # the clock when the last message arrived
         self.emitted: dict[tuple[float, str, str, str, str], float] = {}
 
     # ------------------------------------------------------------------ inputs
@@ -188,9 +191,32 @@ class Engine:
         return self._emit(series.add(t, pct)) if series else []
 
     def seen(self, device: str, t: float, now: float) -> list[Decision]:
-        """A message from ``device`` with readings up to ``t`` arrived at ``now``."""
+        """A message from ``device`` with readings up to ``t`` arrived at ``now`` (the clock)."""
         gw = self.gateways.get(device)
-        return self._emit(gw.seen(t, now)) if gw else []
+        if gw is None:
+            return []
+        back_at = max(self.watermark, t)  # in reading time: when the device was heard again
+        self.watermark = back_at
+        self.last_arrival = now
+        out: list[Decision] = []
+        silent_for = back_at - gw.heard_at if gw.heard_at is not None else 0.0
+        grouped = self.clinic_offline.get(gw.clinic or gw.subject, False)
+        if silent_for >= gw.offline_after_s and not gw.offline_open and not grouped:
+            # silent longer than the limit while the others went on, and no tick fell in that time (an
+            # accelerated replay, a back-fill): the alert it would have raised, then its end
+            out.append(gw.offline_fire(back_at))
+        out.extend(gw.seen(t, back_at))
+        return self._emit(out)
+
+    def data_time(self, now: float) -> float:
+        """The time offline is judged at. While data flows, the newest reading time of all devices (the
+        watermark): a back-fill, a replay or an accelerated simulation then sees a device go silent
+        when the others move on without it, as it happened, not when the wall clock says. When no
+        message has arrived for ``LIVE_WINDOW_S`` of the clock, the clock itself: a district whose
+        every gateway fell silent still raises its alerts."""
+        if self.last_arrival is not None and now - self.last_arrival < LIVE_WINDOW_S:
+            return self.watermark
+        return max(now, self.watermark)
 
     def flush(self) -> list[Decision]:
         """Step what arrived out of order since the last flush (call after each message)."""
@@ -202,6 +228,7 @@ class Engine:
 
     def tick(self, now: float) -> list[Decision]:
         """Time-driven rules at ``now`` (the injected clock): device offline."""
+        now = self.data_time(now)
         by_clinic: dict[str, list[DeviceMachine]] = {}
         for gw in self.gateways.values():
             by_clinic.setdefault(gw.clinic or gw.subject, []).append(gw)

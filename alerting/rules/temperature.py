@@ -372,8 +372,10 @@ class TemperatureMachine:
         self.early_since = None
         s_high, s_freeze = s.high_c, s.freeze_c
         crossed = (s_high is not None and c > s_high) or (s_freeze is not None and c <= s_freeze)
-        if self.early_open and crossed:
-            self.early_clear_since = None  # it came true: the excursion rule takes over when it fires
+        if self.early_open and (crossed or near):
+            # it came true (the excursion rule takes over when it fires), or the reading is still close
+            # to the limit: a trend that wavers during a power cut must not clear and re-fire the warning
+            self.early_clear_since = None
             return
         if self.early_open and not busy:
             self.early_clear_since = self.early_clear_since if self.early_clear_since is not None else t

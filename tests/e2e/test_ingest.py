@@ -396,7 +396,7 @@ def test_chainwatch_run_shows_readings_within_a_minute_and_ctrl_c_stops_it(env: 
             stderr=subprocess.STDOUT,
         )
     env.children.append(proc)
-    wait_until(lambda: len(_processes_of(env)) == 3, 30, "the supervisor, the collector and the simulator")
+    wait_until(lambda: len(_processes_of(env)) == 4, 60, "the supervisor, collector, alerting and simulator")
     # 10 gateways x 3 probes x 60 minutes
     wait_until(lambda: env.count("temperature", "celsius") >= 10 * 3 * 60, 60, "the back-filled hour")
     proc.send_signal(signal.SIGINT)

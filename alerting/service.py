@@ -1,0 +1,312 @@
+"""``chainwatch alerting``: the rule engine as a service.
+
+- Its own persistent MQTT session (client id ``CHAINWATCH_ALERTING_CLIENT_ID``, QoS 1, clean start off,
+  independent of the collector's), subscribed to telemetry. A message is acknowledged after the
+  decisions it caused are stored, so a crash re-delivers rather than forgets.
+- APScheduler runs the time-driven rules every ``CHAINWATCH_ALERTING_TICK_S`` on the injected clock
+  (device offline fires while a device sends nothing).
+- Decisions go through the alert lifecycle (SQL); each change is written to InfluxDB (``alert``) and
+  published on ``cw/v1/{clinic}/alerts``.
+- At start it rebuilds its state: the last 26 h of readings from InfluxDB go through the engine, and
+  the decisions through the lifecycle, which ignores those it has already applied. So a restart in the
+  middle of an excursion neither fires a second alert nor forgets one, and an alert whose condition
+  cleared while the service was down is resolved.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from apscheduler.schedulers.background import BackgroundScheduler
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy import Engine as SqlEngine
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerting.checks_store import EquipmentCheckRow, init_check_tables
+from alerting.feed import build_engine_from_sql, feed_telemetry
+from alerting.lifecycle import AlertChange, apply_all
+from alerting.messages import Names
+from alerting.rules.checks import Check, CheckMachine, applies_to
+from alerting.rules.engine import Engine
+from alerting.rules.types import Decision
+from alerting.sinks import alert_line, alert_payload, alert_topic
+from alerting.store import init_alert_tables
+from core.clock import Clock, SystemClock
+from core.db import ClinicRow, DistrictRow, EquipmentRow, PersonRow, TownshipRow, init_db, make_engine
+from core.influx import InfluxClient, InfluxError
+from core.protocol import Kind, Limits, ProtocolError, parse_telemetry, parse_topic
+from core.registry_store import ensure_registry, equipment_list
+from core.settings import Settings
+
+log = logging.getLogger("chainwatch.alerting")
+
+SESSION_EXPIRY_S = 7 * 24 * 3600
+REBUILD_S = 26 * 3600.0
+
+
+@dataclass
+class Stats:
+    received: int = 0
+    decisions: int = 0
+    changes: int = 0
+    rebuilt_readings: int = 0
+    rebuild_seconds: float = 0.0
+    ticks: int = 0
+    parse_errors: int = 0
+    started_at: float = field(default_factory=time.time)
+
+
+def registry_names_and_tags(sql: SqlEngine) -> tuple[Names, dict[str, dict[str, str]]]:
+    """Human names by id (for alert texts) and clinic -> location tags (for the alert points)."""
+    with Session(sql) as s:
+        zh: dict[str, str] = {}
+        for row in s.scalars(select(DistrictRow)):
+            zh[row.id] = row.name
+            zh[row.bureau_id] = row.bureau_name
+        for t in s.scalars(select(TownshipRow)):
+            zh[t.id] = t.name
+        township = {t.id: t.district_id for t in s.scalars(select(TownshipRow))}
+        tags: dict[str, dict[str, str]] = {}
+        for c in s.scalars(select(ClinicRow)):
+            zh[c.id] = c.name
+            tags[c.id] = {
+                "district": township.get(c.township_id, ""),
+                "township": c.township_id,
+                "clinic": c.id,
+            }
+        for e in s.scalars(select(EquipmentRow)):
+            zh[e.id] = e.name
+        for p in s.scalars(select(PersonRow)):
+            zh[p.id] = p.name
+    return Names(zh=zh), tags
+
+
+class AlertingService:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.sql = make_engine(settings.sql_url)
+        init_db(self.sql)
+        init_alert_tables(self.sql)
+        init_check_tables(self.sql)
+        ensure_registry(self.sql, settings.registry_file)
+        self.engine: Engine = build_engine_from_sql(self.sql)
+        self.checks = {
+            e.id: CheckMachine(e.id, clinic=e.clinic)
+            for e in equipment_list(self.sql)[0]
+            if applies_to(e.profile)
+        }
+        self.names, self.tags = registry_names_and_tags(self.sql)
+        self.influx = InfluxClient(
+            settings.influx_url,
+            settings.influx_db,
+            username=settings.influx_username,
+            password=settings.influx_password,
+            create_missing_database=True,
+        )
+        self.limits = Limits(settings.max_records_per_message, settings.future_tolerance_s)
+        self.lock = threading.Lock()  # the engine and the store: one message or tick at a time
+        self.stats = Stats()
+        self.connected = threading.Event()
+        self.stopping = threading.Event()
+        self.client = self._make_client()
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.stats_path = settings.data_dir / "alerting.json"
+
+    # ------------------------------------------------------------------ decisions -> store -> sinks
+
+    def handle(self, decisions: Iterable[Decision]) -> list[AlertChange]:
+        """Apply decisions to the alert store, then write and publish the changes. Caller holds the lock."""
+        decisions = list(decisions)
+        if not decisions:
+            return []
+        self.stats.decisions += len(decisions)
+        with Session(self.sql) as session, session.begin():
+            changes = apply_all(session, decisions, self.clock.now(), names=self.names)
+        if changes:
+            self.stats.changes += len(changes)
+            self._write(changes)
+        return changes
+
+    def _write(self, changes: list[AlertChange]) -> None:
+        lines = "\n".join(alert_line(c, self.tags.get(c.clinic or "", {"clinic": c.clinic})) for c in changes)
+        try:
+            self.influx.write_retrying(lines, precision="ns")
+        except InfluxError as exc:  # the SQL store holds the alert; the InfluxDB copy is for dashboards
+            log.warning("could not write %d alert change(s) to InfluxDB: %s", len(changes), exc)
+        for c in changes:
+            if c.clinic:
+                self.client.publish(alert_topic(c.clinic), alert_payload(c), qos=1)
+            log.info("alert %s %s %s %s: %s", c.alert_id, c.kind, c.rule, c.subject, c.message)
+
+    # ------------------------------------------------------------------ rebuild
+
+    def rebuild(self) -> None:
+        """Feed the last 26 h of stored readings through the engine, all devices merged in time order
+        (as they happened), and their decisions through the lifecycle, which skips those it has."""
+        started = time.monotonic()
+        now = self.clock.now()
+        since_ns = int((now - REBUILD_S) * 1e9)
+        events: list[tuple[float, int, str, str, float]] = []  # (time, kind, device, probe, value)
+        for meas, field_name in (("temperature", "celsius"), ("probe_fault", "raw")):
+            q = f'SELECT "{field_name}" FROM "{meas}" WHERE time > {since_ns} GROUP BY "device", "probe"'
+            for series in self._query(q):
+                device, probe = series["tags"].get("device") or "", series["tags"].get("probe") or ""
+                events.extend((t / 1000, 2, device, probe, v) for t, v in series["values"] if v is not None)
+        q = f'SELECT "mains_on", "battery_pct" FROM "device_health" WHERE time > {since_ns} GROUP BY "device"'
+        for series in self._query(q):
+            device = series["tags"].get("device") or ""
+            for t, mains, battery in series["values"]:
+                if mains is not None:
+                    events.append((t / 1000, 0, device, "mains", float(mains)))
+                if battery is not None:
+                    events.append((t / 1000, 1, device, "battery", float(battery)))
+        events.sort()
+        decisions: list[Decision] = []
+        e = self.engine
+        for t, kind, device, probe, value in events:
+            decisions += e.seen(device, t, t)
+            if kind == 0:
+                decisions += e.mains(device, t, bool(value))
+            elif kind == 1:
+                decisions += e.battery(device, t, value)
+            else:
+                decisions += e.temperature(device, probe, t, value)
+        decisions += e.flush()
+        with self.lock:
+            self.handle(sorted(decisions, key=lambda d: d.time))
+        self.stats.rebuilt_readings = len(events)
+        self.stats.rebuild_seconds = round(time.monotonic() - started, 3)
+        log.info(
+            "rebuilt the rule state from %d samples of the last 26 h in %.1f s",
+            len(events),
+            self.stats.rebuild_seconds,
+        )
+
+    def _query(self, q: str) -> list[dict[str, Any]]:
+        try:
+            return self.influx.query(q, epoch="ms")
+        except InfluxError as exc:
+            log.warning("rebuild: InfluxDB query failed (%s); starting from the live data only", exc)
+            return []
+
+    # ------------------------------------------------------------------ MQTT
+
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.settings.alerting_client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        c.on_connect = self._on_connect
+        c.on_subscribe = lambda *_a: self.connected.set()
+        c.on_disconnect = lambda *_a: self.connected.clear()
+        c.on_message = self._on_message
+        c.reconnect_delay_set(0.5, 10)
+        return c
+
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: Any, _p: object = None) -> None:
+        if rc.is_failure:
+            log.error("MQTT broker refused the connection: %s", rc)
+            return
+        client.subscribe([("cw/v1/+/+/telemetry", 1)])
+        log.info("connected to %s as %s", self.settings.mqtt_url, self.settings.alerting_client_id)
+
+    def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if self.stopping.is_set():
+            return  # not acknowledged: the broker redelivers it at the next start
+        now = self.clock.now()
+        self.stats.received += 1
+        try:
+            topic = parse_topic(msg.topic)
+            if topic.kind is not Kind.telemetry:
+                raise ProtocolError("bad_topic", "not telemetry")
+            tm = parse_telemetry(topic.clinic, topic.device, msg.payload, now, self.limits)
+        except ProtocolError:
+            self.stats.parse_errors += 1  # the collector keeps it as a dead letter; nothing to decide
+            client.ack(msg.mid, msg.qos)
+            return
+        with self.lock:
+            self.handle(feed_telemetry(self.engine, tm, now))
+        client.ack(msg.mid, msg.qos)
+
+    def tick(self) -> None:
+        now = self.clock.now()
+        with self.lock:
+            self.stats.ticks += 1
+            self.handle(self.engine.tick(now))
+            if self.settings.alerting_checks:
+                self.handle(self._check_decisions(now))
+
+    def _check_decisions(self, now: float) -> list[Decision]:
+        """The twice-daily check: people's checks (recorded in SQL) against the clock, not the data."""
+        since = now - 2 * 86400
+        by_equipment: dict[str, list[Check]] = {}
+        with Session(self.sql) as s:
+            rows = s.scalars(select(EquipmentCheckRow).where(EquipmentCheckRow.checked_at >= since))
+            for row in rows:
+                by_equipment.setdefault(row.equipment_id, []).append(row.as_check())
+        out: list[Decision] = []
+        for eq, machine in self.checks.items():
+            out.extend(machine.evaluate(now, by_equipment.get(eq, [])))
+        return sorted(out, key=lambda d: d.time)
+
+    def _write_stats(self) -> None:
+        data = {**self.stats.__dict__, "connected": self.connected.is_set()}
+        tmp = self.stats_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.stats_path)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.stats_path.unlink(missing_ok=True)
+        self.rebuild()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = 1000
+        s = self.settings
+        self.client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False, properties=props)
+        self.client.loop_start()
+        self.scheduler.add_job(self.tick, "interval", seconds=s.alerting_tick_s, id="tick", max_instances=1)
+        self.scheduler.add_job(self._write_stats, "interval", seconds=1, id="stats", max_instances=1)
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.scheduler.shutdown(wait=True)
+        with self.lock:  # let a message being handled finish (and be acknowledged)
+            pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._write_stats()
+        self.influx.close()
+        self.sql.dispose()
+
+
+def run_alerting(settings: Settings, stop: threading.Event | None = None) -> int:
+    """``chainwatch alerting``: run until SIGTERM/SIGINT (or ``stop``)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    service = AlertingService(settings)
+    service.start()
+    if not service.connected.wait(15):
+        log.warning("not subscribed at the MQTT broker %s yet; still trying", settings.mqtt_url)
+    stop.wait()
+    log.info("stopping")
+    service.stop()
+    return 0
