@@ -26,9 +26,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from apscheduler.schedulers.background import BackgroundScheduler
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from sqlalchemy import Engine as SqlEngine
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -45,13 +42,13 @@ from alerting.store import init_alert_tables
 from core.clock import Clock, SystemClock
 from core.db import ClinicRow, DistrictRow, EquipmentRow, PersonRow, TownshipRow, init_db, make_engine
 from core.influx import InfluxClient, InfluxError
+from core.mqtt import connect_persistent, persistent_client
 from core.protocol import Kind, Limits, ProtocolError, parse_telemetry, parse_topic
 from core.registry_store import ensure_registry, equipment_list
 from core.settings import Settings
 
 log = logging.getLogger("chainwatch.alerting")
 
-SESSION_EXPIRY_S = 7 * 24 * 3600
 REBUILD_S = 26 * 3600.0
 
 
@@ -204,17 +201,11 @@ class AlertingService:
     # ------------------------------------------------------------------ MQTT
 
     def _make_client(self) -> mqtt.Client:
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.settings.alerting_client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-        )
+        c = persistent_client(self.settings.alerting_client_id)
         c.on_connect = self._on_connect
         c.on_subscribe = lambda *_a: self.connected.set()
         c.on_disconnect = lambda *_a: self.connected.clear()
         c.on_message = self._on_message
-        c.reconnect_delay_set(0.5, 10)
         return c
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: Any, _p: object = None) -> None:
@@ -274,12 +265,8 @@ class AlertingService:
     def start(self) -> None:
         self.stats_path.unlink(missing_ok=True)
         self.rebuild()
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = 1000
         s = self.settings
-        self.client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False, properties=props)
-        self.client.loop_start()
+        connect_persistent(self.client, s, 1000)
         self.scheduler.add_job(self.tick, "interval", seconds=s.alerting_tick_s, id="tick", max_instances=1)
         self.scheduler.add_job(self._write_stats, "interval", seconds=1, id="stats", max_instances=1)
         self.scheduler.start()

@@ -25,9 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from collector.deadletters import store_dead_letters
 from collector.ingest import Batch, Batcher, Ingestor
@@ -36,6 +33,7 @@ from collector.spool import Spool
 from core.clock import Clock, SystemClock
 from core.db import init_db, make_engine
 from core.influx import InfluxClient, InfluxError
+from core.mqtt import connect_persistent, persistent_client
 from core.protocol import Limits
 from core.registry_store import device_tags, ensure_registry
 from core.settings import Settings
@@ -43,7 +41,6 @@ from core.settings import Settings
 log = logging.getLogger("chainwatch.collector")
 
 SUBSCRIPTIONS = ("cw/v1/+/+/telemetry", "cw/v1/+/+/waste", "cw/v1/+/+/status")
-SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue a week while we are away
 
 
 @dataclass
@@ -100,17 +97,11 @@ class Collector:
     # ------------------------------------------------------------------ MQTT
 
     def _make_client(self) -> mqtt.Client:
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-        )
+        c = persistent_client(self.client_id)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
-        c.reconnect_delay_set(0.5, 10)
         return c
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: Any, _p: object = None) -> None:
@@ -273,9 +264,6 @@ class Collector:
             self.influx.create_database()
         except InfluxError as exc:
             log.warning("could not create InfluxDB database %s yet: %s", s.influx_db, exc)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = min(max(s.collector_receive_maximum, 1), 65535)
         for target in (
             self._writer,
             self._flusher,
@@ -286,8 +274,7 @@ class Collector:
             t = threading.Thread(target=target, name=target.__name__.strip("_"), daemon=True)
             t.start()
             self._threads.append(t)
-        self.client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False, properties=props)
-        self.client.loop_start()
+        connect_persistent(self.client, s, s.collector_receive_maximum)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Flush what was received, acknowledge it, disconnect. What arrives after this is left to the

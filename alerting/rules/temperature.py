@@ -203,27 +203,26 @@ class TemperatureMachine:
             return
         if cumulative < s.heat_alarm_cumulative_min * 60:
             self.cumulative_fired = False
+        self._back_inside(x, t, c, c <= s.high_c - s.clear_margin_c, "heat", out)
+
+    def _back_inside(
+        self, x: _Excursion, t: float, c: float, inside_by_margin: bool, family: str, out: list[Decision]
+    ) -> None:
+        """A reading inside the range: ends a run too short to alert (a door opening, counted), or
+        counts towards clearing the open alert once inside by the margin for ``clear_after_min``."""
         if x.since is not None and x.open is None:
             self.spikes += 1
         x.since = None
-        if x.open is not None:
-            if c <= s.high_c - s.clear_margin_c:
-                x.clear_since = x.clear_since if x.clear_since is not None else t
-                if t - x.clear_since >= s.clear_after_min * 60:
-                    out.append(
-                        self._decide(
-                            t,
-                            x.open,
-                            x.severity or Severity.warning,
-                            Action.clear,
-                            "heat",
-                            celsius=c,
-                            peak_c=x.peak,
-                        )
-                    )
-                    x.open = x.severity = x.clear_since = x.peak = None
-            else:
-                x.clear_since = None
+        if x.open is None:
+            return
+        if not inside_by_margin:
+            x.clear_since = None
+            return
+        x.clear_since = x.clear_since if x.clear_since is not None else t
+        if t - x.clear_since >= self.settings.clear_after_min * 60:
+            severity = x.severity or Severity.warning
+            out.append(self._decide(t, x.open, severity, Action.clear, family, celsius=c, peak_c=x.peak))
+            x.open = x.severity = x.clear_since = x.peak = None
 
     def _heat_alarm(self, t: float, out: list[Decision], values: dict[str, object]) -> None:
         x = self.heat
@@ -286,27 +285,8 @@ class TemperatureMachine:
                     )
                 )
             return
-        if x.since is not None and x.open is None:
-            self.spikes += 1
-        x.since = x.deep_since = None
-        if x.open is not None:
-            if c >= s.low_c + s.clear_margin_c:
-                x.clear_since = x.clear_since if x.clear_since is not None else t
-                if t - x.clear_since >= s.clear_after_min * 60:
-                    out.append(
-                        self._decide(
-                            t,
-                            x.open,
-                            x.severity or Severity.warning,
-                            Action.clear,
-                            "cold",
-                            celsius=c,
-                            peak_c=x.peak,
-                        )
-                    )
-                    x.open = x.severity = x.clear_since = x.peak = None
-            else:
-                x.clear_since = None
+        x.deep_since = None
+        self._back_inside(x, t, c, c >= s.low_c + s.clear_margin_c, "cold", out)
 
     # ------------------------------------------------------------------ trend
 
