@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -31,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerting.checks_store import EquipmentCheckRow, init_check_tables
+from alerting.daily import CLINIC_UTC_OFFSET_S, compute_day, init_daily_tables
 from alerting.feed import build_engine_from_sql, feed_telemetry
 from alerting.lifecycle import AlertChange, apply_all
 from alerting.messages import Names
@@ -97,6 +99,7 @@ class AlertingService:
         init_db(self.sql)
         init_alert_tables(self.sql)
         init_check_tables(self.sql)
+        init_daily_tables(self.sql)
         ensure_registry(self.sql, settings.registry_file)
         self.engine: Engine = build_engine_from_sql(self.sql)
         self.checks = {
@@ -254,6 +257,17 @@ class AlertingService:
             out.extend(machine.evaluate(now, by_equipment.get(eq, [])))
         return sorted(out, key=lambda d: d.time)
 
+    def daily(self) -> None:
+        """Yesterday's statistics per equipment (clinic local time), for reports and needs-attention."""
+        local = timezone(timedelta(seconds=CLINIC_UTC_OFFSET_S))
+        day = (datetime.fromtimestamp(self.clock.now(), local) - timedelta(days=1)).date()
+        try:
+            n = compute_day(self.sql, self.influx, day)
+        except Exception:  # the next run (or a manual one) does it again: a day is replaced, not added
+            log.exception("daily statistics for %s failed", day)
+            return
+        log.info("daily statistics for %s: %d piece(s) of equipment", day, n)
+
     def _write_stats(self) -> None:
         data = {**self.stats.__dict__, "connected": self.connected.is_set()}
         tmp = self.stats_path.with_suffix(".tmp")
@@ -269,6 +283,10 @@ class AlertingService:
         connect_persistent(self.client, s, 1000)
         self.scheduler.add_job(self.tick, "interval", seconds=s.alerting_tick_s, id="tick", max_instances=1)
         self.scheduler.add_job(self._write_stats, "interval", seconds=1, id="stats", max_instances=1)
+        local = timezone(timedelta(seconds=CLINIC_UTC_OFFSET_S))
+        self.scheduler.add_job(
+            self.daily, "cron", hour=0, minute=10, timezone=local, id="daily", max_instances=1
+        )
         self.scheduler.start()
 
     def stop(self) -> None:

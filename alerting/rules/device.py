@@ -7,6 +7,7 @@ device sends nothing at all.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -33,6 +34,9 @@ class DeviceMachine:
         self, t: float, rule: Rule, severity: Severity, action: Action, family: str, **values: object
     ) -> Decision:
         return Decision(t, rule, severity, action, self.subject, family, self.clinic, values)
+
+    def clone(self) -> DeviceMachine:
+        return copy.copy(self)  # every field is a scalar or the immutable settings
 
     @property
     def offline_after_s(self) -> float:

@@ -52,7 +52,7 @@ class Ordered(Generic[M]):
     """
 
     def __init__(self, machine: M, step: Callable[[M, float, Any], list[Decision]], horizon_s: float) -> None:
-        self.base = copy.deepcopy(machine)
+        self.base = _clone(machine)
         self.live = machine
         self.step = step
         self.horizon_s = horizon_s
@@ -97,7 +97,7 @@ class Ordered(Generic[M]):
     def _advance(self, machine: M, index: int) -> list[Decision]:
         out = self.step(machine, self.times[index], self.values[index])
         if index % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
-            self.checkpoints.append((self.times[index], copy.deepcopy(machine)))
+            self.checkpoints.append((self.times[index], _clone(machine)))
         return out
 
     def _replay_from(self, t: float) -> list[Decision]:
@@ -106,10 +106,10 @@ class Ordered(Generic[M]):
         del self.checkpoints[k:]  # they were taken without the new sample
         if self.checkpoints:
             since, snapshot = self.checkpoints[-1]
-            machine = copy.deepcopy(snapshot)
+            machine = _clone(snapshot)
             first = bisect.bisect_right(self.times, since)
         else:
-            machine = copy.deepcopy(self.base)
+            machine = _clone(self.base)
             first = 0
         out: list[Decision] = []
         for i in range(first, len(self.times)):
@@ -130,11 +130,16 @@ class Ordered(Generic[M]):
     def history(self) -> list[Decision]:
         """The decisions of the samples now in the horizon, as if they had all arrived in order."""
         self.flush()
-        machine = copy.deepcopy(self.base)
+        machine = _clone(self.base)
         return [d for t, v in zip(self.times, self.values, strict=True) for d in self.step(machine, t, v)]
 
 
 CHECKPOINT_EVERY = 30
+
+
+def _clone(machine: M) -> M:
+    clone = getattr(machine, "clone", None)
+    return clone() if clone is not None else copy.deepcopy(machine)
 
 
 def _temp_step(m: TemperatureMachine, t: float, c: Any) -> list[Decision]:

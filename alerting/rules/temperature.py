@@ -19,6 +19,7 @@ break a run: no evidence of a return to range is no evidence.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -70,6 +71,15 @@ class TemperatureMachine:
     early_since: float | None = None  # first reading of the current run with a forecast
 
     # ------------------------------------------------------------------ helpers
+
+    def clone(self) -> TemperatureMachine:
+        """A copy that shares the (immutable) settings: the engine takes one per checkpoint."""
+        c = copy.copy(self)
+        c.heat = copy.copy(self.heat)
+        c.cold = copy.copy(self.cold)
+        c.above = deque(self.above)
+        c.window = deque(self.window)
+        return c
 
     def _decide(
         self, t: float, rule: Rule, severity: Severity, action: Action, family: str, **values: object
