@@ -116,3 +116,31 @@ def test_cli_reports_a_bad_registry_file_in_one_line(tmp_path: Path) -> None:
         check=False,
     )
     assert ok.returncode == 0 and "10 clinics" in ok.stdout
+
+
+def test_profile_overrides_in_the_registry_change_the_rules(tmp_path: Path) -> None:
+    from alerting.feed import build_engine, build_engine_from_sql
+
+    raw = _demo_dict()
+    raw["profiles"] = {"refrigerator": {"heat_warning_after_min": 20}, "freezer": {"high_c": -18.0}}
+    reg = RegistryFile.model_validate(raw)
+    path = tmp_path / "reg.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    engine = make_engine(f"sqlite:///{tmp_path}/reg.sqlite")
+    load_registry(engine, path)
+    for rules in (build_engine(reg), build_engine_from_sql(engine)):
+        fridge = rules.temps[("qingshui-gw1", "p1")].live.settings
+        freezer = rules.temps[("qingshui-gw1", "p3")].live.settings
+        assert (fridge.heat_warning_after_min, fridge.high_c) == (20.0, 8.0)
+        assert (freezer.high_c, freezer.low_c) == (-18.0, -25.0)
+        t0 = 1_795_000_000.0
+        assert rules.temperature("qingshui-gw1", "p1", t0, 9.0) == []
+        (fired,) = rules.temperature("qingshui-gw1", "p1", t0 + 20 * 60, 9.0)
+        assert fired.rule.value == "heat_warning"
+
+
+def test_an_unknown_profile_setting_is_refused() -> None:
+    raw = _demo_dict()
+    raw["profiles"] = {"refrigerator": {"heat_warning_after": 20}}
+    with pytest.raises(ValidationError, match="heat_warning_after"):
+        RegistryFile.model_validate(raw)
