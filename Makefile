@@ -31,6 +31,7 @@ unit: $(STAMP)
 
 bench: setup
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.alerting
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
@@ -108,6 +109,8 @@ class AlertingService:
             if applies_to(e.profile)
         }
         self.names, self.tags = registry_names_and_tags(self.sql)
+        gc.collect()
+        gc.freeze()  # the engine's many long-lived objects: kept out of every later full collection
         self.influx = InfluxClient(
             settings.influx_url,
             settings.influx_db,

@@ -66,6 +66,7 @@ class PublishJob:
     rate: float = 0.0  # messages/s of this process; 0: as fast as the broker acknowledges
     start_at: float = 0.0  # wall-clock time to start at, so that all publishers start together
     window: int = WINDOW
+    forward: bool = False  # each device's k-th message at base_time + k (as a gateway sends), not - k
 
     @property
     def readings_total(self) -> int:
@@ -193,7 +194,8 @@ def publish(job: PublishJob, progress: Callable[[int], None] | None = None) -> P
             if not window.acquire(timeout=60):
                 return result(f"the broker stopped acknowledging after {acked} of {sent} publishes")
             i, k = j % n_dev, j // n_dev
-            info = client.publish(topics[i], payload(names[i], job.base_time - k, job.readings, k), qos=1)
+            bt = job.base_time + k if job.forward else job.base_time - k
+            info = client.publish(topics[i], payload(names[i], bt, job.readings, k), qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 return result(f"paho refused a publish: {mqtt.error_string(info.rc)}")
             sent += 1

@@ -62,6 +62,7 @@ class Ordered(Generic[M]):
         self.too_late = 0
         self.rebuilds = 0
         self.dirty_from: float | None = None  # earliest out-of-order sample not yet stepped
+        self.queued = False  # in the engine's list of series to flush
 
     def add(self, t: float, value: Any) -> list[Decision]:
         """Take a sample. In time order it is stepped at once; out of order it is inserted and the
@@ -89,6 +90,7 @@ class Ordered(Generic[M]):
         if self.dirty_from is None:
             return []
         t, self.dirty_from = self.dirty_from, None
+        self.queued = False
         self.rebuilds += 1
         out = self._replay_from(t)
         self._trim()
@@ -178,6 +180,7 @@ class Engine:
         self.watermark = 0.0  # the newest reading time of any device
         self.last_arrival: float | None = None  # the clock when the last message arrived
         self.emitted: dict[tuple[float, str, str, str, str], float] = {}
+        self.dirty: list[Ordered[Any]] = []  # series with late samples not yet stepped
 
     # ------------------------------------------------------------------ inputs
 
@@ -185,15 +188,15 @@ class Engine:
         series = self.temps.get((device, probe))
         if series is None:
             return []  # a probe no equipment is registered for: stored, noticed by the collector
-        return self._emit(series.add(t, celsius))
+        return self._add(series, t, celsius)
 
     def mains(self, device: str, t: float, on: bool) -> list[Decision]:
         series = self.power.get(device)
-        return self._emit(series.add(t, on)) if series else []
+        return self._add(series, t, on) if series else []
 
     def battery(self, device: str, t: float, pct: float) -> list[Decision]:
         series = self.batteries.get(device)
-        return self._emit(series.add(t, pct)) if series else []
+        return self._add(series, t, pct) if series else []
 
     def seen(self, device: str, t: float, now: float) -> list[Decision]:
         """A message from ``device`` with readings up to ``t`` arrived at ``now`` (the clock)."""
@@ -224,12 +227,22 @@ class Engine:
         return max(now, self.watermark)
 
     def flush(self) -> list[Decision]:
-        """Step what arrived out of order since the last flush (call after each message)."""
+        """Step what arrived out of order since the last flush (call after each message). Only the
+        series that got late samples are visited: a flush after an in-order message costs nothing."""
+        if not self.dirty:
+            return []
         out: list[Decision] = []
-        for series in (*self.temps.values(), *self.power.values(), *self.batteries.values()):
-            if series.dirty_from is not None:
-                out.extend(series.flush())
+        dirty, self.dirty = self.dirty, []
+        for series in dirty:
+            out.extend(series.flush())
         return self._emit(sorted(out, key=lambda d: d.time))
+
+    def _add(self, series: Ordered[Any], t: float, value: Any) -> list[Decision]:
+        out = series.add(t, value)
+        if series.dirty_from is not None and not series.queued:
+            series.queued = True
+            self.dirty.append(series)
+        return self._emit(out)
 
     def tick(self, now: float) -> list[Decision]:
         """Time-driven rules at ``now`` (the injected clock): device offline."""
