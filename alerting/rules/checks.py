@@ -82,6 +82,20 @@ class CheckSettings:
         return self.min_gap_h * 3600.0
 
 
+def boundaries(
+    settings: CheckSettings, t0: float, t1: float, utc_offset_s: float = DEFAULT_UTC_OFFSET_S
+) -> bool:
+    """Whether a time at which a machine without checks can decide something — a due reminder, a slot's
+    end (noon, midnight) — lies in (t0, t1]. A machine with checks may also decide at a check's time or
+    at its morning check + ``min_gap_h``: evaluate those whenever they have checks."""
+    for day in range(local_day(t0, utc_offset_s), local_day(t1, utc_offset_s) + 1):
+        start = day_start(day, utc_offset_s)
+        marks = (_seconds(settings.morning_due), NOON_S, _seconds(settings.afternoon_due), DAY_S)
+        if any(t0 < start + m <= t1 for m in marks):
+            return True
+    return False
+
+
 def applies_to(profile: str) -> bool:
     """Whether equipment of ``profile`` needs the twice-daily check (it holds vaccines)."""
     return profile in CHECKED_PROFILES
