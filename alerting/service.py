@@ -37,7 +37,7 @@ from alerting.daily import CLINIC_UTC_OFFSET_S, compute_day, init_daily_tables
 from alerting.feed import build_engine_from_sql, feed_telemetry
 from alerting.lifecycle import AlertChange, apply_all
 from alerting.messages import Names
-from alerting.rules.checks import Check, CheckMachine, CheckSettings, applies_to, boundaries
+from alerting.rules.checks import Check, CheckMachine, CheckSettings, applies_to, boundaries, check_settings
 from alerting.rules.engine import Engine
 from alerting.rules.types import Decision
 from alerting.sinks import alert_line, alert_payload, alert_topic
@@ -46,8 +46,9 @@ from core.clock import Clock, SystemClock
 from core.db import ClinicRow, DistrictRow, EquipmentRow, PersonRow, TownshipRow, init_db, make_engine
 from core.influx import InfluxClient, InfluxError
 from core.mqtt import connect_persistent, persistent_client
+from core.profiles import profile_settings
 from core.protocol import Kind, Limits, ProtocolError, parse_telemetry, parse_topic
-from core.registry_store import ensure_registry, equipment_list
+from core.registry_store import ensure_registry, equipment_list, profile_overrides
 from core.settings import Settings
 
 log = logging.getLogger("chainwatch.alerting")
@@ -104,11 +105,15 @@ class AlertingService:
         ensure_registry(self.sql, settings.registry_file)
         self.engine: Engine = build_engine_from_sql(self.sql)
         self.checks_evaluated_at: float | None = None
+        overrides = profile_overrides(self.sql)
         self.checks = {
-            e.id: CheckMachine(e.id, clinic=e.clinic)
+            e.id: CheckMachine(e.id, check_settings(profile_settings(e.profile, overrides)), clinic=e.clinic)
             for e in equipment_list(self.sql)[0]
             if applies_to(e.profile)
         }
+        self.check_groups: dict[CheckSettings, list[CheckMachine]] = {}  # one group per profile's settings
+        for machine in self.checks.values():
+            self.check_groups.setdefault(machine.settings, []).append(machine)
         self.names, self.tags = registry_names_and_tags(self.sql)
         gc.collect()
         gc.freeze()  # the engine's many long-lived objects: kept out of every later full collection
@@ -259,12 +264,14 @@ class AlertingService:
         # every machine when a due time or a slot's end has passed since the last tick (four times a
         # day), else only those with checks: nothing else can change (100,000 machines cost ~0.4 s)
         last, self.checks_evaluated_at = self.checks_evaluated_at, now
-        every = last is None or boundaries(CheckSettings(), last, now)
         out: list[Decision] = []
-        for eq in self.checks if every else by_equipment:
-            machine = self.checks.get(eq)
-            if machine is not None:
-                out.extend(machine.evaluate(now, by_equipment.get(eq, [])))
+        for settings, machines in self.check_groups.items():
+            if last is None or boundaries(settings, last, now):
+                chosen = machines  # a due time or a slot's end passed: every machine of these settings
+            else:
+                chosen = [m for eq in by_equipment if (m := self.checks.get(eq)) and m.settings == settings]
+            for machine in chosen:
+                out.extend(machine.evaluate(now, by_equipment.get(machine.subject, [])))
         return sorted(out, key=lambda d: d.time)
 
     def daily(self) -> None:

@@ -44,12 +44,18 @@ class ProfileSettings(BaseModel):
     early_horizon_min: float = Field(30.0, gt=0)
     early_band_c: float = Field(1.0, gt=0)  # only this close to a threshold (normal cycles stay below)
     early_confirm_min: float = Field(5.0, ge=0)  # the forecast must hold this long (not a door opening)
+    early_min_r2: float = Field(0.8, ge=0, le=1)  # a steady trend: a door opening is a spike, not a line
     # gateway
     power_after_min: float = Field(5.0, ge=0)
     battery_low_pct: float = Field(20.0, ge=0, le=100)
     battery_clear_pct: float = Field(25.0, ge=0, le=100)
     offline_min_min: float = Field(15.0, gt=0)
     offline_intervals: float = Field(3.0, gt=0)
+    # twice-daily check (疫苗储存和运输管理规范 art. 11): local clock times "HH:MM"
+    check_enabled: bool = True
+    check_morning_due: str = Field("10:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    check_afternoon_due: str = Field("16:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    check_min_gap_h: float = Field(6.0, ge=0, le=12)
 
     @model_validator(mode="after")
     def _consistent(self) -> ProfileSettings:
@@ -64,7 +70,9 @@ DEFAULTS: dict[str, ProfileSettings] = {
     "refrigerator": ProfileSettings(),
     "cold_box": ProfileSettings(),
     "freezer": ProfileSettings(low_c=-25.0, high_c=-15.0, freeze_c=None, freeze_sensitive=False),
-    "waste_store": ProfileSettings(low_c=None, high_c=None, freeze_c=None, freeze_sensitive=False),
+    "waste_store": ProfileSettings(
+        low_c=None, high_c=None, freeze_c=None, freeze_sensitive=False, check_enabled=False
+    ),
 }
 
 

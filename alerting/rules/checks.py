@@ -44,6 +44,7 @@ from datetime import date, time, timedelta
 from enum import StrEnum
 
 from alerting.rules.types import Action, Decision, Rule, Severity
+from core.profiles import ProfileSettings
 
 FAMILY = "check"
 DAY_S = 86400.0
@@ -80,6 +81,16 @@ class CheckSettings:
     @property
     def min_gap_s(self) -> float:
         return self.min_gap_h * 3600.0
+
+
+def check_settings(profile: ProfileSettings) -> CheckSettings:
+    """The check settings of an equipment profile (registry YAML ``profiles:`` may change them)."""
+    return CheckSettings(
+        morning_due=time.fromisoformat(profile.check_morning_due),
+        afternoon_due=time.fromisoformat(profile.check_afternoon_due),
+        min_gap_h=profile.check_min_gap_h,
+        enabled=profile.check_enabled,
+    )
 
 
 def boundaries(

@@ -383,7 +383,7 @@ class TemperatureMachine:
         if tr is None:
             return None
         slope, now_c, r2 = tr
-        if r2 < EARLY_MIN_R2:
+        if r2 < s.early_min_r2:
             return None
         horizon = s.early_horizon_min * 60
         if s.high_c is not None and slope > 0 and s.high_c - s.early_band_c <= now_c < s.high_c:
@@ -411,7 +411,7 @@ class TemperatureMachine:
             )
 
 
-# An early warning needs a steady trend (a door opening is a spike, not a line), a reading already
-# within ``early_band_c`` of the threshold (a fridge warming from 4 to 6 °C between compressor cycles
-# would otherwise "forecast" 8 °C every half hour) and a forecast that holds ``early_confirm_min``.
-EARLY_MIN_R2 = 0.8
+# An early warning needs a steady trend (``early_min_r2``: a door opening is a spike, not a line), a
+# reading already within ``early_band_c`` of the threshold (a fridge warming from 4 to 6 °C between
+# compressor cycles would otherwise "forecast" 8 °C every half hour) and a forecast that holds
+# ``early_confirm_min``.

@@ -51,3 +51,23 @@ def test_gated_evaluation_gives_the_same_decisions_as_evaluating_everything() ->
     everything = run(gated=False)
     assert everything  # reminders, clears and missed checks happen in this scenario
     assert run(gated=True) == everything
+
+
+def test_check_times_come_from_the_equipment_profile() -> None:
+    from alerting.rules.checks import check_settings
+    from core.profiles import profile_settings
+
+    default = check_settings(profile_settings("refrigerator"))
+    assert (default.morning_due.hour, default.afternoon_due.hour, default.min_gap_h, default.enabled) == (
+        10,
+        16,
+        6.0,
+        True,
+    )
+    changed = check_settings(
+        profile_settings(
+            "refrigerator", {"refrigerator": {"check_morning_due": "09:30", "check_min_gap_h": 5}}
+        )
+    )
+    assert (changed.morning_due.hour, changed.morning_due.minute, changed.min_gap_h) == (9, 30, 5.0)
+    assert check_settings(profile_settings("waste_store")).enabled is False
