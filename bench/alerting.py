@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import json
 import os
 import signal
 import subprocess
@@ -63,7 +62,6 @@ from bench.loadgen import PublishError, make_jobs, run_publishers
 from bench.run import (
     INFLUX_URL,
     MQTT_URL,
-    RESULTS_DIR,
     ROOT,
     Bench,
     BenchError,
@@ -80,6 +78,7 @@ from bench.run import (
     machine_info,
     say,
     summarize_collapsed,
+    write_results,
 )
 from bench.run import parse_args as ingest_args
 from core.db import make_engine
@@ -954,15 +953,6 @@ def run(args: argparse.Namespace, phases: set[str], bench: Bench, results: dict[
     results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
 
 
-def write_results(results: dict[str, Any], stamp: str) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"alerting-{stamp}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(path)
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -991,11 +981,11 @@ def main(argv: list[str] | None = None) -> int:
         if "machine" not in results:
             return 1
         results["error"] = failed
-        path = write_results({**results, "targets": targets(results)}, bench.stamp)
+        path = write_results({**results, "targets": targets(results)}, bench.stamp, "alerting")
         print(f"bench: partial results in {path.relative_to(ROOT)}", file=sys.stderr)
         return 1
     results["targets"] = targets(results)
-    path = write_results(results, bench.stamp)
+    path = write_results(results, bench.stamp, "alerting")
     print(summary(results))
     print(f"\nresults: {path.relative_to(ROOT)}")
     return 0 if results["targets"]["every_trigger_alerted"]["met"] is not False else 2

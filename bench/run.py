@@ -1488,9 +1488,10 @@ def _errors(args: argparse.Namespace) -> Iterator[None]:
         raise BenchError(f"{text}{hint}") from None
 
 
-def write_results(results: dict[str, Any], stamp: str) -> Path:
+def write_results(results: dict[str, Any], stamp: str, kind: str = "ingest") -> Path:
+    """``bench/results/{kind}-{stamp}.json``, written whole or not at all."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"ingest-{stamp}.json"
+    path = RESULTS_DIR / f"{kind}-{stamp}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")
     tmp.replace(path)
