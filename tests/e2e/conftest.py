@@ -165,6 +165,7 @@ class CollectorProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        self.env.children.append(self.proc)  # stopped at teardown even when the test fails
         try:
             wait_until(lambda: self.stats().get("connected"), 30, "the collector to connect")
         except BaseException:
