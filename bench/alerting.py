@@ -60,8 +60,6 @@ from sqlalchemy.orm import Session
 from bench import loadgen
 from bench.loadgen import PublishError, make_jobs, run_publishers
 from bench.run import (
-    INFLUX_URL,
-    MQTT_URL,
     ROOT,
     Bench,
     BenchError,
@@ -74,8 +72,10 @@ from bench.run import (
     _on_sigterm,
     _publish_summary,
     _rate,
+    add_common_options,
     bench_registry,
     machine_info,
+    parse_common,
     say,
     summarize_collapsed,
     write_results,
@@ -881,19 +881,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="run chainwatch alerting under py-spy")
     p.add_argument("--load-rate", type=float, default=0.0, help="msgs/s offered under load (default 6,000)")
     p.add_argument("--load-seconds", type=float, default=0.0, help="seconds of load (default 30)")
-    p.add_argument("--clinics", type=int, default=100, help="clinics of 10 gateways each (default 100)")
-    p.add_argument("--publishers", type=int, default=3, help="publisher processes (default 3)")
     p.add_argument("--wait", type=float, default=150.0, help="seconds to wait for the alerts (default 150)")
-    p.add_argument("--mqtt-url", default=MQTT_URL, help=f"the bench's own broker (default {MQTT_URL})")
-    p.add_argument(
-        "--influx-url", default=INFLUX_URL, help=f"the bench's own InfluxDB (default {INFLUX_URL})"
-    )
-    p.add_argument("--keep-services", action="store_true", help="leave Mosquitto and InfluxDB running")
-    p.add_argument("--keep-data", action="store_true", help="keep the bench's InfluxDB database")
-    p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
-    args = p.parse_args(argv)
-    if args.clinics < 1 or args.publishers < 1:
-        p.error("--clinics and --publishers must be at least 1")
+    add_common_options(p)
+    args = parse_common(p, argv)
     args.phase_set = set(args.phases.split(",")) if args.phases else set(PHASES)
     unknown = args.phase_set - set(PHASES)
     if unknown:

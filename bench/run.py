@@ -1452,12 +1452,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--phases", default="", help=f"comma-separated subset of: {','.join(PHASES)}")
     p.add_argument("--a-messages", type=int, default=0, help="messages of case (a) (default 200,000)")
     p.add_argument("--b-messages", type=int, default=0, help="messages of case (b) (default 50,000)")
-    p.add_argument("--clinics", type=int, default=100, help="clinics of 10 gateways each (default 100)")
-    p.add_argument("--publishers", type=int, default=3, help="publisher processes (default 3)")
     p.add_argument("--no-shared", action="store_true", help="skip the 2-collector $share variant")
     p.add_argument("--no-profile", action="store_true", help="skip the profiled drains")
     p.add_argument("--poll", type=float, default=0.5, help="seconds between InfluxDB counts (default 0.5)")
     p.add_argument("--case-timeout", type=float, default=600.0, help="seconds a drain may take at most")
+    add_common_options(p)
+    return parse_common(p, argv)
+
+
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """The options both benchmarks share: the load's size and the bench's own servers."""
+    p.add_argument("--clinics", type=int, default=100, help="clinics of 10 gateways each (default 100)")
+    p.add_argument("--publishers", type=int, default=3, help="publisher processes (default 3)")
     p.add_argument("--mqtt-url", default=MQTT_URL, help=f"the bench's own broker (default {MQTT_URL})")
     p.add_argument(
         "--influx-url", default=INFLUX_URL, help=f"the bench's own InfluxDB (default {INFLUX_URL})"
@@ -1465,6 +1471,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-services", action="store_true", help="leave Mosquitto and InfluxDB running")
     p.add_argument("--keep-data", action="store_true", help="keep the bench's InfluxDB databases")
     p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
+
+
+def parse_common(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.clinics < 1 or args.publishers < 1:
         p.error("--clinics and --publishers must be at least 1")
