@@ -160,10 +160,12 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.temps: dict[tuple[str, str], Ordered[TemperatureMachine]] = {}
-        self.by_device: dict[str, list[TemperatureMachine]] = {}
+        self.by_device: dict[str, list[Ordered[TemperatureMachine]]] = {}  # for the holdover forecast
         for eq in self.equipment:
             m = TemperatureMachine(eq.id, eq.settings, eq.clinic, eq.interval_s)
-            self.temps[(eq.device, eq.probe)] = Ordered(m, _temp_step, self.horizon_s)
+            series = Ordered(m, _temp_step, self.horizon_s)
+            self.temps[(eq.device, eq.probe)] = series
+            self.by_device.setdefault(eq.device, []).append(series)
             self.devices.setdefault(eq.device, (eq.clinic, eq.interval_s, eq.settings))
         self.gateways: dict[str, DeviceMachine] = {}
         self.power: dict[str, Ordered[DeviceMachine]] = {}
@@ -176,6 +178,10 @@ class Engine:
             self.batteries[dev] = Ordered(
                 DeviceMachine(dev, settings, clinic, interval), _battery_step, self.horizon_s
             )
+        by_clinic: dict[str, list[DeviceMachine]] = {}  # the gateways are fixed: grouped once, not per tick
+        for gw in self.gateways.values():
+            by_clinic.setdefault(gw.clinic or gw.subject, []).append(gw)
+        self.by_clinic = sorted(by_clinic.items())
         self.clinic_offline: dict[str, bool] = {}
         self.watermark = 0.0  # the newest reading time of any device
         self.last_arrival: float | None = None  # the clock when the last message arrived
@@ -247,11 +253,8 @@ class Engine:
     def tick(self, now: float) -> list[Decision]:
         """Time-driven rules at ``now`` (the injected clock): device offline."""
         now = self.data_time(now)
-        by_clinic: dict[str, list[DeviceMachine]] = {}
-        for gw in self.gateways.values():
-            by_clinic.setdefault(gw.clinic or gw.subject, []).append(gw)
         out: list[Decision] = []
-        for clinic, gws in sorted(by_clinic.items()):
+        for clinic, gws in self.by_clinic:
             out.extend(offline_tick(clinic, gws, now, self.clinic_offline))
         return self._emit(out)
 
@@ -261,8 +264,8 @@ class Engine:
         """Minutes until the first appliance on ``device`` passes its upper limit at its current rate."""
         etas = [
             eta
-            for (dev, _), series in self.temps.items()
-            if dev == device and (eta := series.live.minutes_to_high()) is not None
+            for series in self.by_device.get(device, [])
+            if (eta := series.live.minutes_to_high()) is not None
         ]
         return min(etas) if etas else None
 
