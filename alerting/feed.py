@@ -8,31 +8,53 @@ from sqlalchemy import Engine as SqlEngine
 
 from alerting.rules.engine import Engine, EquipmentRef
 from alerting.rules.types import Decision
-from core.profiles import ProfileSettings, profile_settings
+from core.profiles import profile_settings
 from core.protocol import Telemetry
 from core.registry_model import DeviceKind, RegistryFile
-from core.registry_store import equipment_list, profile_overrides
+from core.registry_store import EquipmentInfo, equipment_list, profile_overrides
 
 
 def build_engine(reg: RegistryFile, overrides: dict[str, dict[str, Any]] | None = None) -> Engine:
     """An engine for every piece of equipment with temperature rules and every gateway in ``reg``."""
-    equipment: list[EquipmentRef] = []
-    devices: dict[str, tuple[str | None, float, ProfileSettings]] = {}
+    equipment: list[EquipmentInfo] = []
+    devices: dict[str, tuple[str, str, int]] = {}
     for clinic in reg.clinics():
-        intervals = {d.id: float(d.interval_s) for d in clinic.devices}
-        for eq in clinic.equipment:
-            settings = profile_settings(eq.profile.value, overrides or _overrides(reg))
-            equipment.append(
-                EquipmentRef(eq.id, clinic.id, eq.device, eq.probe, settings, intervals[eq.device])
-            )
-        for d in clinic.devices:
-            if d.kind is DeviceKind.gateway:
-                devices.setdefault(d.id, (clinic.id, float(d.interval_s), profile_settings("refrigerator")))
-    return Engine(equipment, devices)
+        intervals = {d.id: d.interval_s for d in clinic.devices}
+        equipment += [
+            EquipmentInfo(e.id, clinic.id, e.profile.value, e.device, e.probe, intervals[e.device])
+            for e in clinic.equipment
+        ]
+        devices.update({d.id: (clinic.id, d.kind.value, d.interval_s) for d in clinic.devices})
+    if overrides is None:
+        overrides = {k.value: dict(v) for k, v in reg.profiles.items()}
+    return _engine(equipment, devices, overrides)
 
 
-def _overrides(reg: RegistryFile) -> dict[str, dict[str, Any]]:
-    return {k.value: dict(v) for k, v in reg.profiles.items()}
+def build_engine_from_sql(sql: SqlEngine) -> Engine:
+    """The same as ``build_engine``, from the registry stored in SQL (what the service runs on)."""
+    equipment, devices = equipment_list(sql)
+    return _engine(equipment, devices, profile_overrides(sql))
+
+
+def _engine(
+    equipment: list[EquipmentInfo],
+    devices: dict[str, tuple[str, str, int]],
+    overrides: dict[str, dict[str, Any]],
+) -> Engine:
+    """Gateways take the refrigerator profile's settings (power, battery, offline)."""
+    refs = [
+        EquipmentRef(
+            e.id, e.clinic, e.device, e.probe, profile_settings(e.profile, overrides), float(e.interval_s)
+        )
+        for e in equipment
+    ]
+    gateway_settings = profile_settings("refrigerator", overrides)
+    gateways = {
+        dev: (clinic, float(interval), gateway_settings)
+        for dev, (clinic, kind, interval) in sorted(devices.items())
+        if kind == DeviceKind.gateway.value
+    }
+    return Engine(refs, gateways)
 
 
 def feed_telemetry(engine: Engine, tm: Telemetry, now: float) -> list[Decision]:
@@ -50,21 +72,3 @@ def feed_telemetry(engine: Engine, tm: Telemetry, now: float) -> list[Decision]:
         out.extend(engine.temperature(tm.device, r.probe, r.time, r.celsius))
     out.extend(engine.flush())
     return out
-
-
-def build_engine_from_sql(sql: SqlEngine) -> Engine:
-    """The same as ``build_engine``, from the registry stored in SQL (what the service runs on)."""
-    overrides = profile_overrides(sql)
-    equipment, devices = equipment_list(sql)
-    refs = [
-        EquipmentRef(
-            e.id, e.clinic, e.device, e.probe, profile_settings(e.profile, overrides), float(e.interval_s)
-        )
-        for e in equipment
-    ]
-    gateways = {
-        dev: (clinic, float(interval), profile_settings("refrigerator", overrides))
-        for dev, (clinic, kind, interval) in sorted(devices.items())
-        if kind == DeviceKind.gateway.value
-    }
-    return Engine(refs, gateways)
