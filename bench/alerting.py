@@ -33,7 +33,6 @@ reported, not fatal), 1 on an error, 2 when a trigger raised no alert.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import os
 import signal
@@ -586,6 +585,9 @@ class Latency:
             processes=self.args.publishers,
             rate=rate,
             start_at=start_at,
+            # each device's readings forward in time, as a gateway sends them: readings sent backwards
+            # would each be a late reading for the rule engine, a replay of that probe's history
+            forward=True,
         )
         trigger_rate = len(targets) / max(duration - 1.0, 1.0)
         client = TriggerClient(b.settings.mqtt_host, b.settings.mqtt_port, f"bench-trigger-load-{b.tag}")
@@ -620,9 +622,6 @@ class Latency:
         thread = threading.Thread(target=triggers, name="triggers", daemon=True)
         thread.start()
         try:
-            # each device's readings forward in time, as a gateway sends them: readings sent backwards
-            # would each be a late reading for the rule engine, a replay of that probe's history
-            jobs = [dataclasses.replace(job, forward=True) for job in jobs]
             pubs = run_publishers(jobs, tick=tick, progress=lambda m: say(f"{label}: {m}"))
         except PublishError as exc:
             stop.set()

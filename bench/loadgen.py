@@ -105,6 +105,7 @@ def make_jobs(
     processes: int = 3,
     rate: float = 0.0,
     start_at: float = 0.0,
+    forward: bool = False,
 ) -> list[PublishJob]:
     """Split ``devices`` into ``processes`` contiguous slices and ``messages`` (and the total ``rate``)
     in proportion to the slice sizes."""
@@ -129,6 +130,7 @@ def make_jobs(
                 base_time=base_time,
                 rate=rate * share,
                 start_at=start_at,
+                forward=forward,
             )
         )
     return jobs
