@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, computed_field
+from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,6 +41,35 @@ class Settings(BaseSettings):
     alerting_client_id: str = "chainwatch-alerting"  # its own persistent session, apart from the collector's
     alerting_tick_s: float = 60.0  # time-driven rules (device offline) run this often
     alerting_checks: bool = True  # the twice-daily check reminders (a person confirms each fridge)
+
+    # notifications (alerting/notify): channels in failover order, e.g. "aliyun,tencent"; "outbox" (the
+    # demo's default) stores messages for the web pages and sends nothing. Secrets are SecretStr: never
+    # shown in a repr, a log line or an error.
+    notify_channels: str = "outbox"
+    notify_aliyun_access_key_id: str = ""
+    notify_aliyun_access_key_secret: SecretStr = SecretStr("")
+    notify_aliyun_sign_name: str = ""
+    notify_aliyun_template_code: str = ""
+    notify_aliyun_endpoint: str = "https://dysmsapi.aliyuncs.com/"
+    notify_tencent_secret_id: str = ""
+    notify_tencent_secret_key: SecretStr = SecretStr("")
+    notify_tencent_sdk_app_id: str = ""
+    notify_tencent_sign_name: str = ""
+    notify_tencent_template_id: str = ""
+    notify_tencent_region: str = "ap-guangzhou"
+    notify_tencent_endpoint: str = "https://sms.tencentcloudapi.com/"
+    notify_twilio_account_sid: str = ""
+    notify_twilio_auth_token: SecretStr = SecretStr("")
+    notify_twilio_from: str = ""  # a Twilio number (E.164) or a Messaging Service SID (MG...)
+    notify_twilio_endpoint: str = "https://api.twilio.com"
+    notify_webhook_url: str = ""
+    notify_webhook_secret: SecretStr = SecretStr("")
+    notify_tick_s: float = 15.0  # escalations, reminders and retries are looked at this often
+
+    # acknowledgement links in the SMS texts
+    public_url: str = "http://127.0.0.1:8080"  # how phones reach the web app: links are {public_url}/a/{tok}
+    ack_link_secret: SecretStr = SecretStr("")  # empty: a random key kept in data_dir/ack-link.key
+    ack_link_ttl_h: float = 72.0
 
     # protocol
     max_records_per_message: int = 500
