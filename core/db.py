@@ -87,6 +87,20 @@ class RotaRow(Base):
     site_id: Mapped[str] = mapped_column(String(64))
     person_id: Mapped[str] = mapped_column(ForeignKey("person.id"))
     level: Mapped[int] = mapped_column(Integer)
+    days: Mapped[str | None] = mapped_column(String(32), nullable=True)  # "mon,tue,..."; NULL: every day
+    start: Mapped[str | None] = mapped_column(String(5), nullable=True)  # "HH:MM" clinic time; NULL: all day
+    end: Mapped[str | None] = mapped_column(String(5), nullable=True)
+
+
+class EscalationRow(Base):
+    """An escalation policy entry of the registry (``escalation:``): for a clinic and/or a severity
+    (NULL: any), the settings it gives (JSON; the unset ones come from less specific entries)."""
+
+    __tablename__ = "escalation_policy"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    clinic_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    severity: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    settings: Mapped[str] = mapped_column(Text)
 
 
 class ProfileOverrideRow(Base):
@@ -143,3 +157,32 @@ def make_engine(url: str) -> Engine:
 
 def init_db(engine: Engine) -> None:
     Base.metadata.create_all(engine)
+    add_missing_columns(engine)
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Bring tables made by an older ChainWatch up to date: a nullable column the models have and the
+    table lacks is added (``ALTER TABLE ... ADD COLUMN``). Returns ``table.column`` of each one added.
+    Anything else (a new NOT NULL column, a changed type) is not done silently: it raises."""
+    from sqlalchemy import inspect, text
+
+    added: list[str] = []
+    insp = inspect(engine)
+    existing_tables = set(insp.get_table_names())
+    for table in Base.metadata.sorted_tables:
+        if table.name not in existing_tables:
+            continue
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in have:
+                continue
+            if not col.nullable:
+                raise RuntimeError(
+                    f"table {table.name} lacks the NOT NULL column {col.name}: this database is from an "
+                    "older ChainWatch; back it up and migrate it by hand"
+                )
+            ddl = col.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
+            added.append(f"{table.name}.{col.name}")
+    return added

@@ -78,6 +78,7 @@ class Township(_Model):
     id: Id = Field(pattern=rf"^{ID_PATTERN}$")
     name: str
     clinics: tuple[Clinic, ...] = ()
+    people: tuple[Person, ...] = ()  # e.g. the township hospital's public-health officer
 
 
 class Bureau(_Model):
@@ -93,17 +94,68 @@ class District(_Model):
     townships: tuple[Township, ...] = ()
 
 
-class RotaEntry(_Model):
-    """Who is on call for a clinic (or the bureau) and at which escalation level."""
+class Weekday(StrEnum):
+    mon = "mon"
+    tue = "tue"
+    wed = "wed"
+    thu = "thu"
+    fri = "fri"
+    sat = "sat"
+    sun = "sun"
 
-    site: Id  # clinic id or bureau id
+
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class RotaEntry(_Model):
+    """Who is told at which escalation level, for a clinic, a township (all its clinics) or the bureau
+    (every clinic), and when: ``days`` (empty: every day) and ``start``-``end`` in clinic time
+    (Asia/Shanghai; both empty: all day; ``end`` before ``start`` runs past midnight, and the night
+    belongs to the day it started on)."""
+
+    site: Id  # clinic, township or bureau id
     person: Id
     level: int = Field(ge=0, le=2)
+    days: tuple[Weekday, ...] = ()
+    start: str | None = Field(default=None, pattern=_HHMM)
+    end: str | None = Field(default=None, pattern=_HHMM)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> RotaEntry:
+        if (self.start is None) != (self.end is None):
+            raise ValueError(f"rota entry for {self.person}: give both start and end, or neither")
+        if self.start is not None and self.start == self.end:
+            raise ValueError(f"rota entry for {self.person}: start and end are the same time")
+        return self
+
+
+class Severity(StrEnum):
+    info = "info"
+    warning = "warning"
+    critical = "critical"
+
+
+class EscalationEntry(_Model):
+    """Escalation settings for one clinic and/or one severity (neither: the district's defaults).
+    Only the settings written down count; the others come from less specific entries, then from the
+    defaults of DESIGN §6. A time of ``null`` switches that step off."""
+
+    clinic: Id | None = None
+    severity: Severity | None = None
+    notify: bool | None = None  # send SMS at all (default: warning and critical yes, info no)
+    level1_after_min: float | None = Field(default=None, gt=0)
+    level2_after_min: float | None = Field(default=None, gt=0)
+    reminder_every_min: float | None = Field(default=None, ge=5)
+
+    def given(self) -> dict[str, object]:
+        """The settings this entry sets (explicit nulls included), without its selectors."""
+        return {k: getattr(self, k) for k in sorted(self.model_fields_set) if k not in ("clinic", "severity")}
 
 
 class RegistryFile(_Model):
     district: District
     rota: tuple[RotaEntry, ...] = ()
+    escalation: tuple[EscalationEntry, ...] = ()
     # rule thresholds per equipment profile that differ from the defaults (core/profiles.py), e.g.
     # {"refrigerator": {"heat_warning_after_min": 20}}
     profiles: dict[Profile, dict[str, float | bool | None]] = {}
@@ -130,18 +182,30 @@ class RegistryFile(_Model):
         check("clinic", [c.id for c in clinics])
         check("equipment", [e.id for c in clinics for e in c.equipment])
         check("device", [d.id for c in clinics for d in c.devices])
-        check("person", [p.id for c in clinics for p in c.people] + [p.id for p in district.bureau.people])
+        check(
+            "person",
+            [p.id for c in clinics for p in c.people]
+            + [p.id for t in district.townships for p in t.people]
+            + [p.id for p in district.bureau.people],
+        )
         return district
 
     @model_validator(mode="after")
     def _rota_refers_to_known(self) -> RegistryFile:
-        sites = {self.district.bureau.id} | {c.id for c in self.clinics()}
+        clinics = {c.id for c in self.clinics()}
+        sites = {self.district.bureau.id} | {t.id for t in self.district.townships} | clinics
         people = {p.id for p in self.people()}
         for entry in self.rota:
             if entry.site not in sites:
                 raise ValueError(f"rota: unknown site {entry.site}")
             if entry.person not in people:
                 raise ValueError(f"rota: unknown person {entry.person}")
+        for esc in self.escalation:
+            if esc.clinic is not None and esc.clinic not in clinics:
+                raise ValueError(f"escalation: unknown clinic {esc.clinic}")
+        keys = [(e.clinic, e.severity) for e in self.escalation]
+        if len(set(keys)) != len(keys):
+            raise ValueError("escalation: two entries for the same clinic and severity")
         return self
 
     def clinics(self) -> list[Clinic]:
@@ -151,7 +215,11 @@ class RegistryFile(_Model):
         return [(t, c) for t in self.district.townships for c in t.clinics]
 
     def people(self) -> list[Person]:
-        return [p for c in self.clinics() for p in c.people] + list(self.district.bureau.people)
+        return (
+            [p for c in self.clinics() for p in c.people]
+            + [p for t in self.district.townships for p in t.people]
+            + list(self.district.bureau.people)
+        )
 
 
 DEMO_REGISTRY = Path(__file__).with_name("demo_district.yaml")

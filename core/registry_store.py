@@ -15,6 +15,7 @@ from core.db import (
     DeviceRow,
     DistrictRow,
     EquipmentRow,
+    EscalationRow,
     PersonRow,
     ProfileOverrideRow,
     RotaRow,
@@ -24,6 +25,7 @@ from core.db import (
 from core.registry_model import DEMO_REGISTRY, Person, RegistryFile, load_registry_file
 
 _TABLES = (
+    EscalationRow,
     ProfileOverrideRow,
     RotaRow,
     PersonRow,
@@ -48,6 +50,8 @@ def store_registry(engine: Engine, reg: RegistryFile) -> None:
             s.add(_person(p, d.bureau.id))
         for t in d.townships:
             s.add(TownshipRow(id=t.id, district_id=d.id, name=t.name))
+            for p in t.people:
+                s.add(_person(p, t.id))
         s.flush()
         for t in d.townships:
             for c in t.clinics:
@@ -73,7 +77,24 @@ def store_registry(engine: Engine, reg: RegistryFile) -> None:
                     s.add(_person(p, c.id))
         s.flush()
         for r in reg.rota:
-            s.add(RotaRow(site_id=r.site, person_id=r.person, level=r.level))
+            s.add(
+                RotaRow(
+                    site_id=r.site,
+                    person_id=r.person,
+                    level=r.level,
+                    days=",".join(d.value for d in r.days) or None,
+                    start=r.start,
+                    end=r.end,
+                )
+            )
+        for e in reg.escalation:
+            s.add(
+                EscalationRow(
+                    clinic_id=e.clinic,
+                    severity=e.severity.value if e.severity else None,
+                    settings=json.dumps(e.given(), sort_keys=True),
+                )
+            )
         for profile, settings in reg.profiles.items():
             s.add(ProfileOverrideRow(profile=profile.value, settings=json.dumps(settings, sort_keys=True)))
 

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     notify_webhook_url: str = ""
     notify_webhook_secret: SecretStr = SecretStr("")
     notify_tick_s: float = 15.0  # escalations, reminders and retries are looked at this often
+    notify_group_wait_s: float = 30.0  # notices of one clinic for one person within this go in one SMS
+    notify_rate_limit: int = 10  # SMS per phone per window; the overflow goes out as one digest
+    notify_rate_window_min: float = 60.0
+    notify_max_attempts: int = 8  # sending passes for one SMS before it is given up as failed
+    notify_retry_base_s: float = 30.0  # backoff after a retryable failure: 30 s, 60 s, 2 min ... 30 min
+    notify_failover_after: int = 3  # failures in a row before a channel is skipped for a while
+    notify_failover_cooldown_s: float = 300.0
 
     # acknowledgement links in the SMS texts
     public_url: str = "http://127.0.0.1:8080"  # how phones reach the web app: links are {public_url}/a/{tok}
