@@ -40,6 +40,16 @@ def _alerting(args: argparse.Namespace, settings: Settings) -> int:
     return run_alerting(settings)
 
 
+def _web(args: argparse.Namespace, settings: Settings) -> int:
+    from web.app import serve
+
+    try:
+        serve(settings)
+    except OSError as exc:  # the port is taken: one line that says so
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from simulators.cli import simulate_main
 
@@ -111,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("alerting", help="run the rule engine and alert lifecycle in the foreground")
     s.set_defaults(func=_alerting)
+
+    s = sub.add_parser("web", help="the web app (alert acknowledgement pages) on 127.0.0.1:WEB_PORT")
+    s.set_defaults(func=_web)
 
     s = sub.add_parser("simulate", help="simulated clinics publishing over MQTT")
     try:

@@ -30,6 +30,12 @@ SERVICES = ("mosquitto", "influxdb")
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "local"
 BINARIES = {"mosquitto": ("mosquitto", "/usr/sbin/mosquitto"), "influxdb": ("influxd", "/usr/bin/influxd")}
 PACKAGES = {"mosquitto": "mosquitto", "influxdb": "influxdb"}
+# `install` (make setup) also installs what the web tests need: a headless browser, and the CJK fonts
+# without which it draws Chinese as empty boxes. Each with a file that shows it is there.
+BROWSER_PACKAGES = {
+    "chromium": Path("/usr/bin/chromium"),
+    "fonts-noto-cjk": Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+}
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
@@ -66,9 +72,17 @@ def binary(name: str) -> str | None:
     return fallback if os.access(fallback, os.X_OK) else None
 
 
-def ensure_installed(progress: Progress = _quiet) -> None:
-    """Install Debian's mosquitto and influxdb when missing (apt-get update first); nothing else."""
+def _missing(browser: bool) -> list[str]:
     missing = [PACKAGES[n] for n in SERVICES if binary(n) is None]
+    if browser:
+        missing += [pkg for pkg, path in BROWSER_PACKAGES.items() if not path.exists()]
+    return missing
+
+
+def ensure_installed(progress: Progress = _quiet, *, browser: bool = True) -> None:
+    """Install Debian's mosquitto and influxdb when missing (apt-get update first), and with ``browser``
+    chromium and fonts-noto-cjk for the web tests; nothing else."""
+    missing = _missing(browser)
     if not missing:
         return
     names = " ".join(missing)
@@ -95,7 +109,7 @@ def ensure_installed(progress: Progress = _quiet) -> None:
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise ServiceError(f"{what} failed (exit {proc.returncode}): {last}")
-    still = [PACKAGES[n] for n in SERVICES if binary(n) is None]
+    still = _missing(browser)
     if still:
         raise ServiceError(f"apt-get finished but {' '.join(still)} is still not installed")
     progress(f"installed {names}")
@@ -326,7 +340,7 @@ def kill_service(settings: Settings, name: str) -> bool:
 
 
 def up(settings: Settings, progress: Progress = _quiet) -> list[ServiceState]:
-    ensure_installed(progress)
+    ensure_installed(progress, browser=False)  # the servers only; `install` adds the browser
     return [start_service(settings, n, progress) for n in SERVICES]
 
 

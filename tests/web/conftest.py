@@ -1,0 +1,95 @@
+"""Fixtures for the web pages: a SQLite file in tmp_path with the demo registry, one heat alarm opened
+through the real lifecycle, and an acknowledgement link for a nurse of that clinic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from alerting import lifecycle
+from alerting.messages import registry_names
+from alerting.notify.links import init_link_tables, issue_link, link_key
+from alerting.rules.types import Action, Decision, Rule, Severity
+from alerting.store import AlertRow, init_alert_tables
+from core.clock import ManualClock
+from core.db import make_engine
+from core.registry_model import DEMO_REGISTRY, load_registry_file
+from core.registry_store import store_registry
+from core.settings import Settings
+from web.app import create_app
+
+T0 = 1_795_633_920.0  # 2026-11-26 03:12 in the clinics (UTC+8)
+CLINIC = "qingshui-thc"
+FRIDGE = "qingshui-fridge1"
+NURSE = "qingshui-nurse1"  # 王秀英
+OTHER_NURSE = "qingshui-nurse2"  # 李建华
+TTL_S = 72 * 3600.0
+
+
+@dataclass
+class World:
+    settings: Settings
+    engine: Engine
+    clock: ManualClock
+    key: bytes
+    alert_id: str
+    token: str
+
+    def session(self) -> Session:
+        return Session(self.engine)
+
+    def alert(self) -> AlertRow:
+        with self.session() as s:
+            row = s.get(AlertRow, self.alert_id)
+            assert row is not None
+            s.expunge(row)
+            return row
+
+    def issue(self, person_id: str, ttl_s: float = TTL_S) -> str:
+        with self.session() as s, s.begin():
+            return issue_link(s, self.key, self.alert_id, person_id, self.clock.now(), ttl_s)
+
+
+@pytest.fixture
+def world(tmp_path) -> Iterator[World]:
+    settings = Settings(
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        database_url="",
+        ack_link_secret=SecretStr("web-test-secret"),
+        public_url="http://127.0.0.1:8080",
+    )
+    engine = make_engine(settings.sql_url)
+    reg = load_registry_file(DEMO_REGISTRY)
+    store_registry(engine, reg)
+    init_alert_tables(engine)
+    init_link_tables(engine)
+    decision = Decision(
+        T0,
+        Rule.heat_alarm,
+        Severity.critical,
+        Action.fire,
+        FRIDGE,
+        "heat",
+        CLINIC,
+        {"celsius": 9.2, "minutes": 35, "threshold_c": 8.0},
+    )
+    clock = ManualClock(T0 + 120)
+    key = link_key(settings)
+    with Session(engine) as s, s.begin():
+        (change,) = lifecycle.apply(s, decision, T0 + 60, names=registry_names(reg))
+        token = issue_link(s, key, change.alert_id, NURSE, clock.now(), TTL_S)
+    yield World(settings, engine, clock, key, change.alert_id, token)
+    engine.dispose()
+
+
+@pytest.fixture
+def client(world: World) -> Iterator[TestClient]:
+    with TestClient(create_app(world.settings, world.clock)) as c:
+        yield c

@@ -1,0 +1,143 @@
+"""The ChainWatch web app (FastAPI): for now the acknowledgement page an alert SMS links to.
+
+Layout, for what comes next (clinic status pages, district views, login, a REST API under ``/api``):
+``create_app`` builds one app with one SQLAlchemy engine (``app.state.engine``) and includes one router
+per area (``web.ack``: ``/a/{token}``); handlers get what they need through the ``Annotated``
+dependencies below (``SessionDep``, ``ClockDep``, ``SettingsDep``), so tests hand in a ``ManualClock``
+and a SQLite file. Pages are server-rendered Jinja2 (``web/templates``, autoescaped), strings in
+``web.i18n``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import re
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+from sqlalchemy.orm import Session
+
+import alerting.store  # noqa: F401  (registers the alert tables on Base for init_db)
+from alerting.notify.links import link_key
+from core.clock import Clock, SystemClock
+from core.db import init_db, make_engine
+from core.settings import Settings
+
+TEMPLATES = Jinja2Templates(
+    env=Environment(
+        loader=FileSystemLoader(Path(__file__).with_name("templates")),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+)
+
+
+# ---------------------------------------------------------------- dependencies
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _clock(request: Request) -> Clock:
+    return request.app.state.clock
+
+
+def _link_key(request: Request) -> bytes:
+    return request.app.state.link_key
+
+
+def _session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ClockDep = Annotated[Clock, Depends(_clock)]
+LinkKeyDep = Annotated[bytes, Depends(_link_key)]
+SessionDep = Annotated[Session, Depends(_session)]
+
+
+# ---------------------------------------------------------------- the app
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    """The app for ``settings`` (its database, created if need be); ``clock`` defaults to the system's."""
+    from web import ack  # here, not at the top: the routers import the dependencies above
+
+    engine = make_engine(settings.sql_url)
+    init_db(engine)  # registry, alert and ack_link tables
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="ChainWatch",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.clock = clock or SystemClock()
+    app.state.engine = engine
+    app.state.link_key = link_key(settings)
+
+    @app.get("/api/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(ack.router)
+    return app
+
+
+# ---------------------------------------------------------------- serving
+
+
+class RedactTokens(logging.Filter):
+    """Access-log lines show ``/a/…`` instead of the token: a token in a log is a usable link."""
+
+    _TOKEN = re.compile(r"(/a/)[^\s?\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._TOKEN.sub(r"\1…", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or ``OSError`` with a one-line message when the port is taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not a live listener's port, on Linux
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise OSError(
+                f"port {port} on {host} is in use by another program: set CHAINWATCH_WEB_PORT to a free port"
+            ) from None
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    return sock
+
+
+def serve(settings: Settings, host: str = "127.0.0.1") -> None:
+    """``chainwatch web``: the app on ``host:settings.web_port`` until Ctrl-C."""
+    import uvicorn
+
+    sock = bind(host, settings.web_port)
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    config = uvicorn.Config(create_app(settings), log_config=None)
+    logging.getLogger(__name__).info("ChainWatch web on http://%s:%d", host, settings.web_port)
+    uvicorn.Server(config).run(sockets=[sock])

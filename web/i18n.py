@@ -1,0 +1,88 @@
+"""Every string the web pages show, in zh-CN (the default) and English: one table, looked up by key.
+
+Templates get ``t`` (this table in the page's language) and format the few texts with a ``{name}`` or a
+``{time}`` themselves; Jinja escapes the result like any other value. Alert texts themselves come from
+the alert store (``alerting.messages`` wrote them in both languages).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from alerting.messages import EN, ZH, normalize_lang
+
+LANGS = (ZH, EN)
+LOCAL_TZ = timezone(timedelta(hours=8), "CST")  # Asia/Shanghai: the clinics' clocks, no DST
+
+_TEXTS: dict[str, tuple[str, str]] = {
+    # key: (zh-CN, en)
+    "app": ("ChainWatch 冷链监测", "ChainWatch cold chain"),
+    "other_lang": ("English", "中文"),  # the link to the other language, written in it
+    "ack_title": ("警报确认", "Acknowledge alert"),
+    "severity_critical": ("严重警报", "Critical alarm"),
+    "severity_warning": ("预警", "Warning"),
+    "severity_info": ("提示", "Notice"),
+    "where": ("地点", "Where"),
+    "since": ("开始时间", "Since"),
+    "state": ("当前状态", "Status"),
+    "state_firing": ("未确认", "Not acknowledged"),
+    "state_acknowledged": ("已确认", "Acknowledged"),
+    "state_resolved": ("已关闭", "Closed"),
+    "ack_for": ("确认人：{name}", "Acknowledging as: {name}"),
+    "note_label": ("备注（可选）", "Note (optional)"),
+    "note_placeholder": ("例如：已到现场，正在转移疫苗", "e.g. on my way, moving the vaccines"),
+    "ack_button": ("确认收到", "Acknowledge"),
+    "done": (
+        "已确认收到，谢谢。请按警报要求处理，并记录处理措施。",
+        "Acknowledged, thank you. Act on the alert and record what you did.",
+    ),
+    "already_acked": (
+        "此警报已由 {name} 于 {time} 确认。",
+        "This alert was acknowledged by {name} at {time}.",
+    ),
+    "acked_note": ("备注：{note}", "Note: {note}"),
+    "resolved_by": ("此警报已由 {name} 于 {time} 关闭。", "This alert was closed by {name} at {time}."),
+    "resolved_auto": (
+        "此警报已于 {time} 自动解除，情况已恢复正常。",
+        "This alert cleared by itself at {time}: the condition is over.",
+    ),
+    "expired_title": ("链接已过期", "Link expired"),
+    "expired": ("此确认链接已于 {time} 过期。", "This acknowledgement link expired at {time}."),
+    "expired_todo": (
+        "请打开 ChainWatch 的卫生院页面查看并确认警报，或致电卫生院负责人。",
+        "Open the clinic's page in ChainWatch to see and acknowledge the alert, or call the clinic head.",
+    ),
+    "clinic_head": ("卫生院负责人：", "Clinic head: "),
+    "invalid_title": ("链接无效", "Invalid link"),
+    "invalid": (
+        "此链接无效。请检查是否打开了短信中的完整链接，或打开 ChainWatch 的卫生院页面。",
+        "This link is not valid. Check that the whole link in the SMS was opened, "
+        "or open the clinic's page in ChainWatch.",
+    ),
+    "bad_form_title": ("无法提交", "Could not send"),
+    "bad_form": (
+        "提交的内容无法处理（备注最长 {n} 字）。请返回重试。",
+        "The form could not be read (a note has at most {n} characters). Go back and try again.",
+    ),
+}
+
+_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def pick_lang(requested: str | None, preferred: str | None = None) -> str:
+    """The page's language: ``?lang=`` if given, else the person's, else zh-CN."""
+    return normalize_lang(requested or preferred or ZH)
+
+
+def texts(lang: str) -> dict[str, str]:
+    """The table in one language (``zh-CN`` or ``en``)."""
+    i = 1 if normalize_lang(lang) == EN else 0
+    return {key: pair[i] for key, pair in _TEXTS.items()}
+
+
+def local_time(t: float, lang: str) -> str:
+    """Epoch seconds as the clinics read them (UTC+8): "11月26日 03:12" / "26 Nov 03:12"."""
+    d = datetime.fromtimestamp(t, LOCAL_TZ)
+    if normalize_lang(lang) == EN:
+        return f"{d.day} {_MONTHS_EN[d.month - 1]} {d:%H:%M}"
+    return f"{d.month}月{d.day}日 {d:%H:%M}"
