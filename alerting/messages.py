@@ -442,3 +442,22 @@ def render_alert(
     lang = normalize_lang(lang)
     lookup: Mapping[str, str] = names.for_lang(lang) if isinstance(names, Names) else (names or {})
     return _rule_text(_Ctx(lang == ZH, rule, severity, subject, clinic, values, lookup))
+
+
+def render_short(
+    rule: str,
+    subject: str,
+    clinic: str | None,
+    values: Mapping[str, Any],
+    lang: str = ZH,
+    names: NameSource = None,
+) -> str:
+    """A few words for one alert in a grouped SMS of its clinic: "疫苗冷藏冰箱 1 高温警报 9.2°C" /
+    "Vaccine fridge 1 heat alarm 9.2 °C" (the clinic is said once, before the list)."""
+    lang = normalize_lang(lang)
+    lookup: Mapping[str, str] = names.for_lang(lang) if isinstance(names, Names) else (names or {})
+    x = _Ctx(lang == ZH, rule, "", subject, clinic, values, lookup)
+    what = x.name(subject) if subject != clinic else ""
+    c = x.num("celsius")
+    temp = x.deg(_celsius(c)) if c is not None else ""
+    return " ".join(part for part in (what, _label(x), temp) if part)

@@ -37,6 +37,7 @@ from alerting.daily import CLINIC_UTC_OFFSET_S, compute_day, init_daily_tables
 from alerting.feed import build_engine_from_sql, feed_telemetry
 from alerting.lifecycle import AlertChange, apply_all
 from alerting.messages import Names
+from alerting.notify.dispatcher import dispatcher_from_settings
 from alerting.rules.checks import Check, CheckMachine, CheckSettings, applies_to, boundaries, check_settings
 from alerting.rules.engine import Engine
 from alerting.rules.types import Decision
@@ -52,6 +53,7 @@ from core.registry_store import ensure_registry, equipment_list, profile_overrid
 from core.settings import Settings
 
 log = logging.getLogger("chainwatch.alerting")
+logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job run
 
 REBUILD_S = 26 * 3600.0
 
@@ -65,6 +67,8 @@ class Stats:
     rebuild_seconds: float = 0.0
     ticks: int = 0
     parse_errors: int = 0
+    sms_sent: int = 0
+    sms_failed: int = 0
     started_at: float = field(default_factory=time.time)
 
 
@@ -115,6 +119,8 @@ class AlertingService:
         for machine in self.checks.values():
             self.check_groups.setdefault(machine.settings, []).append(machine)
         self.names, self.tags = registry_names_and_tags(self.sql)
+        self.dispatcher = dispatcher_from_settings(settings, self.sql, self.clock, self.names)
+        self.notify_lock = threading.Lock()
         gc.collect()
         gc.freeze()  # the engine's many long-lived objects: kept out of every later full collection
         self.influx = InfluxClient(
@@ -253,6 +259,20 @@ class AlertingService:
             if self.settings.alerting_checks:
                 self.handle(self._check_decisions(now))
 
+    def notify(self) -> None:
+        """Escalations, reminders, grouping and delivery of SMS (``alerting.notify.dispatcher``). Apart
+        from the engine's lock: a slow provider never holds up the rules."""
+        with self.notify_lock:
+            try:
+                result = self.dispatcher.tick(self.clock.now())
+            except Exception:  # the next tick tries again; nothing is lost, the state is in SQL
+                log.exception("notification tick failed")
+                return
+        if result.notices or result.composed or result.sent or result.failed or result.unknown:
+            log.info("notifications: %s", result)
+        self.stats.sms_sent += result.sent
+        self.stats.sms_failed += result.failed
+
     def _check_decisions(self, now: float) -> list[Decision]:
         """The twice-daily check: people's checks (recorded in SQL) against the clock, not the data."""
         since = now - 2 * 86400
@@ -300,6 +320,12 @@ class AlertingService:
         connect_persistent(self.client, s, 1000)
         self.scheduler.add_job(self.tick, "interval", seconds=s.alerting_tick_s, id="tick", max_instances=1)
         self.scheduler.add_job(self._write_stats, "interval", seconds=1, id="stats", max_instances=1)
+        recovered = self.dispatcher.recover(self.clock.now())
+        if recovered:
+            log.warning(
+                "%d SMS were being sent when the service stopped: marked unknown, not resent", recovered
+            )
+        self.scheduler.add_job(self.notify, "interval", seconds=s.notify_tick_s, id="notify", max_instances=1)
         local = timezone(timedelta(seconds=CLINIC_UTC_OFFSET_S))
         self.scheduler.add_job(
             self.daily, "cron", hour=0, minute=10, timezone=local, id="daily", max_instances=1

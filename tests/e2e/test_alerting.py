@@ -32,8 +32,9 @@ POWER_CUT = Path(__file__).with_name("scenarios") / "power-cut-clinic1.yaml"
 
 
 class AlertingProcess:
-    def __init__(self, env: Env) -> None:
+    def __init__(self, env: Env, extra: dict[str, str] | None = None) -> None:
         self.env = env
+        self.extra = extra or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = env.settings.data_dir / "alerting.log"
         self.stats_file = env.settings.data_dir / "alerting.json"
@@ -43,6 +44,7 @@ class AlertingProcess:
             **self.env.environ,
             "CHAINWATCH_ALERTING_TICK_S": "1",
             "CHAINWATCH_ALERTING_CLIENT_ID": f"alerting-{self.env.settings.influx_db}",
+            **self.extra,
         }
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
