@@ -98,6 +98,14 @@ def _rules(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(str(exc)) from None
 
 
+def _notify(args: argparse.Namespace, settings: Settings) -> int:
+    from alerting.notify.cli import send_test, show_log
+
+    if args.action == "log":
+        return show_log(settings, args.status, args.limit, args.json, sys.stdout)
+    return send_test(settings, args.to, args.text, sys.stdout)
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from core.supervisor import run_all
 
@@ -151,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--verbose", dest="verbose_decisions", action="store_true", help="add subject and values")
     rp.add_argument("--updates", action="store_true", help="also print updates (holdover forecasts)")
     s.set_defaults(func=_rules)
+
+    s = sub.add_parser("notify", help="SMS: the delivery log, or a test message through the channels")
+    from alerting.notify.cli import add_notify_arguments
+
+    add_notify_arguments(s)
+    s.set_defaults(func=_notify)
 
     s = sub.add_parser("run", help="everything: services, collector and simulated clinics (Ctrl-C stops)")
     s.add_argument("--clinics", type=int, default=10)

@@ -72,6 +72,7 @@ def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
     children = [
         Child("collector", _chainwatch("collector")),
         Child("alerting", _chainwatch("alerting")),
+        Child("web", _chainwatch("web")),
         Child(
             "simulator",
             # speed 0: the backfill as fast as possible, then live (simulated time never runs
@@ -99,6 +100,11 @@ def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
         "try:          curl -s -G "
         f"{settings.influx_url}/query --data-urlencode db={settings.influx_db} --data-urlencode "
         '"q=SELECT last(celsius) FROM temperature GROUP BY clinic, equipment"'
+    )
+    say(f"web:          http://127.0.0.1:{settings.web_port}/api/health   (the pages SMS links open)")
+    say(
+        f"SMS:          channels {settings.notify_channels}; "
+        "see what was sent with `chainwatch notify log` (the demo's outbox sends nothing)"
     )
     say(f"data:         {settings.data_dir.resolve()}   (Ctrl-C stops everything started here)")
 

@@ -373,7 +373,7 @@ class Dispatcher:
                     log.warning(
                         "SMS %s to %s: no answer from %s; not resent",
                         sms_id,
-                        _mask(row.phone),
+                        mask_phone(row.phone),
                         final.provider,
                     )
                 return SmsStatus(row.status)
@@ -389,14 +389,14 @@ class Dispatcher:
                 row.status = SmsStatus.failed.value
                 if retry:
                     row.last_error = f"gave up after {attempts} attempts; {row.last_error}"
-                log.error("SMS %s to %s failed: %s", sms_id, _mask(row.phone), row.last_error)
+                log.error("SMS %s to %s failed: %s", sms_id, mask_phone(row.phone), row.last_error)
             return SmsStatus(row.status)
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _mask(phone: str) -> str:
+def mask_phone(phone: str) -> str:
     """Phone numbers in logs: the last four digits only."""
     return "*" * max(0, len(phone) - 4) + phone[-4:]
 

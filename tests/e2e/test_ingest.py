@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 import psutil
 import pytest
@@ -28,7 +29,7 @@ from collector.deadletters import count_dead_letters
 from collector.notices import list_notices
 from core import services as local_services
 from core.db import make_engine
-from tests.e2e.conftest import ROOT, CollectorProcess, Env, wait_until
+from tests.e2e.conftest import ROOT, CollectorProcess, Env, _free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -370,6 +371,13 @@ def test_sigterm_flushes_what_was_received(env: Env, services: Any) -> None:
     assert env.count("temperature", "celsius") == 100
 
 
+def _get(url: str) -> Any:
+    try:
+        return httpx.get(url, timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
 def _processes_of(env: Env) -> list[str]:
     """Processes running with this test's data directory (the collector, the simulator...)."""
     found = []
@@ -387,18 +395,23 @@ def test_chainwatch_run_shows_readings_within_a_minute_and_ctrl_c_stops_it(env: 
     in InfluxDB, Ctrl-C stops the collector and the simulator (and leaves alone the servers it did not
     start)."""
     log = env.settings.data_dir / "run.log"
+    web_port = _free_port(set())
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "core.cli", "run", "--backfill", "1h"],
-            env=env.environ,
+            env={**env.environ, "CHAINWATCH_WEB_PORT": str(web_port)},
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     env.children.append(proc)
-    wait_until(lambda: len(_processes_of(env)) == 4, 60, "the supervisor, collector, alerting and simulator")
+    wait_until(
+        lambda: len(_processes_of(env)) == 5, 60, "the supervisor, collector, alerting, web app and simulator"
+    )
     # 10 gateways x 3 probes x 60 minutes
     wait_until(lambda: env.count("temperature", "celsius") >= 10 * 3 * 60, 60, "the back-filled hour")
+    health = wait_until(lambda: _get(f"http://127.0.0.1:{web_port}/api/health"), 60, "the web app")
+    assert health == {"status": "ok"}
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 0
     text = log.read_text(errors="replace")
