@@ -32,6 +32,7 @@ unit: $(STAMP)
 bench: setup
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.alerting
+	$(BIN)/python -m bench.notify
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

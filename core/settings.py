@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     notify_retry_base_s: float = 30.0  # backoff after a retryable failure: 30 s, 60 s, 2 min ... 30 min
     notify_failover_after: int = 3  # failures in a row before a channel is skipped for a while
     notify_failover_cooldown_s: float = 300.0
+    notify_send_workers: int = 4  # SMS sent at once: a storm is not sent one HTTP round trip at a time
 
     # acknowledgement links in the SMS texts
     public_url: str = "http://127.0.0.1:8080"  # how phones reach the web app: links are {public_url}/a/{tok}

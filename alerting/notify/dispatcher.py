@@ -21,18 +21,20 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from alerting.messages import Names
 from alerting.notify import texts
 from alerting.notify.base import Message, Notifier, SendResult, Status
 from alerting.notify.links import issue_link, link_url
-from alerting.notify.planner import AlertView, Ledger, Notice, Purpose, plan
+from alerting.notify.planner import AlertView, Ledger, Notice, Purpose, next_due, plan
 from alerting.notify.routing import Routing
 from alerting.notify.store import LedgerRow, NoticeRow, NoticeStatus, SmsAttemptRow, SmsRow, SmsStatus
 from alerting.store import AlertRow, AlertState
@@ -56,6 +58,7 @@ class Options:
     failover_cooldown_s: float = 300.0
     link_ttl_s: float = 72 * 3600.0
     public_url: str = "http://127.0.0.1:8080"
+    send_workers: int = 1  # SMS sent at once (each provider call waits for its HTTP answer)
 
 
 @dataclass
@@ -84,6 +87,10 @@ class Dispatcher:
     names: Names | None = None
     options: Options = field(default_factory=Options)
     _breakers: dict[str, _Breaker] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._severities = sorted(self.routing.notifying_severities())
+        self._lock = threading.Lock()  # the breakers, shared by the sending threads
 
     # ------------------------------------------------------------------ start
 
@@ -126,31 +133,52 @@ class Dispatcher:
 
     def plan(self, now: float) -> int:
         made = 0
+        ledger = LedgerRow
+        look = or_(
+            ledger.alert_id.is_(None),
+            ledger.next_due_at <= now,
+            ledger.seen_state != AlertRow.state,
+            ledger.seen_severity != AlertRow.severity,
+        )
+        query = (
+            select(AlertRow, ledger)
+            .outerjoin(ledger, ledger.alert_id == AlertRow.id)
+            .where(
+                or_(
+                    and_(
+                        AlertRow.state.in_(OPEN_STATES),
+                        AlertRow.severity.in_(self._severities),
+                        look,
+                    ),
+                    and_(ledger.closed.is_(False), ledger.seen_state != AlertRow.state),
+                )
+            )
+        )
         with Session(self.sql) as s, s.begin():
-            open_alerts = list(s.scalars(select(AlertRow).where(AlertRow.state.in_(OPEN_STATES))))
-            unclosed = set(s.scalars(select(LedgerRow.alert_id).where(LedgerRow.closed.is_(False))))
-            known = {a.id for a in open_alerts}
-            rest = [i for i in unclosed if i not in known]
-            alerts = open_alerts + (
-                list(s.scalars(select(AlertRow).where(AlertRow.id.in_(rest)))) if rest else []
-            )
-            if not alerts:
+            rows = s.execute(query).all()
+            if not rows:
                 return 0
-            ids = [a.id for a in alerts]
-            ledgers = {r.alert_id: r for r in s.scalars(select(LedgerRow).where(LedgerRow.alert_id.in_(ids)))}
             offline = frozenset(
-                a.clinic for a in open_alerts if a.family == "offline" and a.subject == a.clinic and a.clinic
+                s.scalars(
+                    select(AlertRow.clinic).where(
+                        AlertRow.state.in_(OPEN_STATES),
+                        AlertRow.family == "offline",
+                        AlertRow.subject == AlertRow.clinic,
+                    )
+                )
             )
+            ids = [alert.id for alert, _ in rows]
             existing = set(s.scalars(select(NoticeRow.key).where(NoticeRow.alert_id.in_(ids))))
-            for alert in alerts:
-                row = ledgers.get(alert.id)
+            for alert, row in rows:
+                view = _view(alert)
                 before = _ledger(row, alert.id)
-                after, notices = plan(_view(alert), before, self.routing, now, offline)
-                if after != before:
-                    if row is None:
-                        row = LedgerRow(alert_id=alert.id)
-                        s.add(row)
-                    _store_ledger(row, after, now)
+                after, notices = plan(view, before, self.routing, now, offline)
+                if row is None:
+                    row = LedgerRow(alert_id=alert.id)
+                    s.add(row)
+                _store_ledger(row, after, now)
+                row.seen_state, row.seen_severity = alert.state, alert.severity
+                row.next_due_at = next_due(view, after, self.routing, offline)
                 for n in notices:
                     if n.key in existing:
                         continue
@@ -197,8 +225,15 @@ class Dispatcher:
             by_person: dict[str, list[NoticeRow]] = defaultdict(list)
             for n in live:
                 by_person[n.person_id].append(n)
+            used: dict[str, int] = dict(
+                s.execute(  # type: ignore[arg-type]
+                    select(SmsRow.phone, func.count())
+                    .where(SmsRow.created_at > now - self.options.rate_window_s)
+                    .group_by(SmsRow.phone)
+                ).all()
+            )
             for person_notices in by_person.values():
-                composed += self._compose_person(s, person_notices, alerts, ledgers, now)
+                composed += self._compose_person(s, person_notices, alerts, ledgers, now, used)
         return cancelled, composed
 
     def _compose_person(
@@ -208,6 +243,7 @@ class Dispatcher:
         alerts: dict[str, AlertRow],
         ledgers: dict[str, LedgerRow],
         now: float,
+        used: dict[str, int],
     ) -> int:
         phone = notices[0].phone
         groups: dict[str | None, list[NoticeRow]] = defaultdict(list)
@@ -218,15 +254,7 @@ class Dispatcher:
         ]
         if not ready:
             return 0
-        used = (
-            s.scalar(
-                select(func.count())
-                .select_from(SmsRow)
-                .where(SmsRow.phone == phone, SmsRow.created_at > now - self.options.rate_window_s)
-            )
-            or 0
-        )
-        budget = self.options.rate_limit - used
+        budget = self.options.rate_limit - used.get(phone, 0)
         ready.sort(key=lambda g: min(_severity_rank(alerts[n.alert_id].severity) for n in g))
         made = 0
         for g in ready:
@@ -236,8 +264,10 @@ class Dispatcher:
             if budget == 1 and left > 1:  # the last SMS of the window: everything that waits, as one digest
                 rest = [n for n in notices if n.status == NoticeStatus.pending.value]
                 self._make_sms(s, rest, alerts, ledgers, now, "digest")
+                used[phone] = used.get(phone, 0) + 1
                 return made + 1
             self._make_sms(s, g, alerts, ledgers, now, "single" if len(g) == 1 else "group")
+            used[phone] = used.get(phone, 0) + 1
             made += 1
             budget -= 1
         return made
@@ -303,9 +333,16 @@ class Dispatcher:
                     .order_by(SmsRow.id)
                 )
             )
-        return [self._deliver_one(sms_id, now) for sms_id in due]
+        if self.options.send_workers <= 1 or len(due) <= 1:
+            return [self._deliver_one(sms_id, now) for sms_id in due]
+        with ThreadPoolExecutor(min(self.options.send_workers, len(due)), "sms") as pool:
+            return list(pool.map(lambda sms_id: self._deliver_one(sms_id, now), due))
 
     def _candidates(self, now: float) -> list[Notifier]:
+        with self._lock:
+            return self._candidates_locked(now)
+
+    def _candidates_locked(self, now: float) -> list[Notifier]:
         healthy = [c for c in self.channels if self._breaker(c).open_until <= now]
         tripped = sorted(
             (c for c in self.channels if self._breaker(c).open_until > now),
@@ -315,6 +352,26 @@ class Dispatcher:
 
     def _breaker(self, channel: Notifier) -> _Breaker:
         return self._breakers.setdefault(channel.name, _Breaker())
+
+    def _record(self, channel: Notifier, result: SendResult, now: float) -> bool:
+        """Count a channel's answer in its breaker; True when the SMS is done with (sent or unknown)."""
+        with self._lock:
+            breaker = self._breaker(channel)
+            if result.status in (Status.sent, Status.unknown):
+                breaker.failures = 0
+                return True
+            breaker.failures += 1
+            if breaker.failures == self.options.failover_after:
+                breaker.open_until = now + self.options.failover_cooldown_s
+                log.warning(
+                    "channel %s failed %d times in a row: skipped for %.0f s",
+                    channel.name,
+                    breaker.failures,
+                    self.options.failover_cooldown_s,
+                )
+            elif breaker.failures > self.options.failover_after and breaker.open_until <= now:
+                breaker.open_until = now + self.options.failover_cooldown_s  # tried again, still failing
+            return False
 
     def _deliver_one(self, sms_id: int, now: float) -> SmsStatus:
         with Session(self.sql) as s, s.begin():  # claim it first: a crash from here on means "unknown"
@@ -334,20 +391,9 @@ class Dispatcher:
                 log.exception("channel %s raised while sending SMS %s", channel.name, sms_id)
                 result = SendResult(Status.unknown, channel.name, None, f"{type(exc).__name__}: {exc}")
             outcomes.append((channel, result))
-            breaker = self._breaker(channel)
-            if result.status in (Status.sent, Status.unknown):
-                breaker.failures = 0
+            if self._record(channel, result, now):
                 final = result
                 break
-            breaker.failures += 1
-            if breaker.failures >= self.options.failover_after:
-                breaker.open_until = now + self.options.failover_cooldown_s
-                log.warning(
-                    "channel %s failed %d times in a row: skipped for %.0f s",
-                    channel.name,
-                    breaker.failures,
-                    self.options.failover_cooldown_s,
-                )
         with Session(self.sql) as s, s.begin():
             row = s.get(SmsRow, sms_id)
             assert row is not None
@@ -487,6 +533,7 @@ def dispatcher_from_settings(
         failover_cooldown_s=settings.notify_failover_cooldown_s,
         link_ttl_s=settings.ack_link_ttl_h * 3600.0,
         public_url=settings.public_url,
+        send_workers=settings.notify_send_workers,
     )
     return Dispatcher(
         sql, routing_from_sql(sql), build_channels(settings, sql, clock), link_key(settings), names, options

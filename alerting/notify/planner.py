@@ -147,7 +147,9 @@ def plan(
             level += 1
     for lv in range(level + 1, MAX_LEVEL + 1):
         after = policy.after_s(lv)
-        if after is None or now < first_at + after:
+        if after is None:  # this step is switched off: the next one may still come
+            continue
+        if now < first_at + after:
             break
         tell(lv, Purpose.escalated)
         level = lv
@@ -173,6 +175,32 @@ def plan(
         ),
         notices,
     )
+
+
+def next_due(
+    alert: AlertView, ledger: Ledger, routing: Routing, offline_clinics: frozenset[str] = frozenset()
+) -> float | None:
+    """When ``plan`` can next have something to do for this alert if nothing about it changes (its
+    state and severity, which the dispatcher watches itself): the next escalation or reminder; 0.0 for
+    "look again at every tick" (not told yet, or inhibited); None for "nothing, ever"."""
+    if ledger.closed or alert.state != "firing":
+        return None
+    if inhibited(alert, offline_clinics):
+        return 0.0
+    policy = routing.policy(alert.clinic, alert.severity)
+    if not policy.notify:
+        return None
+    if ledger.first_at is None:
+        return 0.0
+    due: list[float] = []
+    for lv in range(ledger.level + 1, MAX_LEVEL + 1):
+        after = policy.after_s(lv)
+        if after is not None:
+            due.append(ledger.first_at + after)
+            break
+    if policy.reminder_every_s:
+        due.append(ledger.first_at + (ledger.reminders + 1) * policy.reminder_every_s)
+    return min(due) if due else None
 
 
 def _severity(

@@ -133,6 +133,11 @@ class Routing:
                 out.setdefault(pid, self.people[pid])
         return list(out.values())
 
+    def notifying_severities(self) -> frozenset[str]:
+        """The severities some clinic's policy sends SMS for (alerts of the others need no look)."""
+        clinics = {None} | {clinic for clinic, _ in self.policies}
+        return frozenset(sev for sev in NOTIFY_BY_DEFAULT if any(self.policy(c, sev).notify for c in clinics))
+
     def policy(self, clinic: str | None, severity: str) -> Policy:
         merged: dict[str, Any] = {"notify": NOTIFY_BY_DEFAULT.get(severity, True), **DEFAULT_POLICY}
         for key in ((None, None), (None, severity), (clinic, None), (clinic, severity)):

@@ -1,7 +1,10 @@
 """SQL tables of the notifications: what was decided per alert, each notice, each SMS and each attempt
 to send it (the delivery log).
 
-- ``notify_ledger``: one row per alert that was ever planned (``alerting.notify.planner.Ledger``).
+- ``notify_ledger``: one row per alert that was ever planned (``alerting.notify.planner.Ledger``), with
+  the state and severity the dispatcher last saw and when it must look again (``next_due_at``): each
+  tick reads only the alerts with no ledger, one due, or a changed state or severity, so thousands of
+  quiet open alerts cost nothing.
 - ``notice``: one thing to tell one person (``key`` UNIQUE: the same notice is never made twice).
   ``pending`` until it goes into an SMS (``sms_id``) or is ``cancelled`` with the reason (the alert was
   acknowledged or resolved before the grouping window closed, or the person was never told).
@@ -50,6 +53,10 @@ class LedgerRow(Base):
     ack_announced: Mapped[bool] = mapped_column(Boolean, default=False)
     closed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     updated_at: Mapped[float] = mapped_column(Double)
+    # the dispatcher's bookkeeping: an alert is looked at again when one of these says so
+    seen_state: Mapped[str] = mapped_column(String(16), default="")
+    seen_severity: Mapped[str] = mapped_column(String(16), default="")
+    next_due_at: Mapped[float | None] = mapped_column(Double, nullable=True, index=True)
 
 
 class NoticeRow(Base):

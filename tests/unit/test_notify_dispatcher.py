@@ -311,3 +311,33 @@ def test_english_speakers_get_english(sql: Engine) -> None:
         and msg.text.startswith("[Cold chain ALARM]")
         and " Ack: https://" in msg.text
     )
+
+
+def test_an_acknowledged_warning_that_becomes_an_alarm_is_told_again(sql: Engine) -> None:
+    channel = Channel("sms")
+    d = dispatcher(sql, channel, group_wait_s=0)
+    alert = fire(sql, NIGHT, rule=Rule.heat_warning, severity=Severity.warning)
+    d.tick(NIGHT)
+    with Session(sql) as s, s.begin():
+        lc.acknowledge(s, alert, "qingshui-nurse2", None, NIGHT + 60)
+    for minutes in range(2, 40):
+        d.tick(NIGHT + minutes * MIN)
+    assert len(channel.sent) == 1  # acknowledged: quiet
+    fire(sql, NIGHT + 40 * MIN, rule=Rule.heat_alarm)  # the same excursion, now an alarm
+    d.tick(NIGHT + 41 * MIN)
+    assert len(channel.sent) == 2 and channel.sent[1].text.startswith("【升级】【冷链警报】")
+    with Session(sql) as s, s.begin():
+        lc.resolve(s, alert, "qingshui-head", "moved the vaccines", NIGHT + 50 * MIN)
+    d.tick(NIGHT + 51 * MIN)
+    assert channel.sent[2].text.startswith("【已关闭】") and channel.sent[2].to == "+8613800011002"
+
+
+def test_parallel_sending_sends_each_sms_exactly_once(sql: Engine) -> None:
+    channel = Channel("sms")
+    d = dispatcher(sql, channel, group_wait_s=0, send_workers=4)
+    for clinic in ("qingshui", "baihe", "shiqiao", "liulin", "dongpo", "xigang", "nanshan", "beiling"):
+        fire(sql, NIGHT, f"{clinic}-fridge1", f"{clinic}-thc")
+    d.tick(NIGHT)
+    d.tick(NIGHT + 15)
+    assert len(channel.sent) == 8 and len({m.to for m in channel.sent}) == 8
+    assert all(r.status == "sent" and r.attempts == 1 for r in sms(sql))

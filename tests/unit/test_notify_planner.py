@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import create_engine
 
-from alerting.notify.planner import AlertView, Ledger, Notice, Purpose, plan
+from alerting.notify.planner import AlertView, Ledger, Notice, Purpose, next_due, plan
 from alerting.notify.routing import Routing, Shift, build_routing, e164, routing_from_sql
 from core.registry_model import DEMO_REGISTRY, load_registry_file
 from core.registry_store import store_registry
@@ -230,3 +230,34 @@ def test_notice_keys_are_stable_so_a_replan_makes_nothing_new(routing: Routing) 
 def test_phone_numbers_become_e164() -> None:
     assert e164("+86 138 0000 1001") == "+8613800001001"
     assert e164("138-0000-1001") == "+13800001001"
+
+
+def test_a_switched_off_level_1_still_lets_level_2_come() -> None:
+    r = build_routing(
+        [("n", "c", "N", "1", "nurse", "zh-CN"), ("h", "c", "H", "2", "clinic_head", "zh-CN"),
+         ("d", "b", "D", "3", "duty_officer", "zh-CN")],
+        {"c": "t"},
+        "b",
+        [],
+        [(None, None, {"level1_after_min": None, "reminder_every_min": None})],
+    )  # fmt: skip
+    run = Run(r, AlertView("A-1", "c", "heat", "f", "critical", "firing"))
+    assert who(run.at(NIGHT)) == [("n", "fired")]
+    assert next_due(run.alert, run.ledger, r) == NIGHT + 90 * MIN
+    assert run.at(NIGHT + 60 * MIN) == []
+    assert who(run.at(NIGHT + 90 * MIN)) == [("d", "escalated")]
+    assert next_due(run.alert, run.ledger, r) is None
+
+
+def test_next_due_is_the_next_escalation_or_reminder(routing: Routing) -> None:
+    run = Run(routing, heat())
+    assert next_due(run.alert, run.ledger, routing) == 0.0  # not told yet: look at once
+    run.at(NIGHT)
+    assert next_due(run.alert, run.ledger, routing) == NIGHT + 30 * MIN
+    run.at(NIGHT + 30 * MIN)
+    assert next_due(run.alert, run.ledger, routing) == NIGHT + 60 * MIN  # the reminder comes first
+    run.at(NIGHT + 60 * MIN)
+    assert next_due(run.alert, run.ledger, routing) == NIGHT + 90 * MIN
+    assert next_due(heat(state="acknowledged"), run.ledger, routing) is None
+    assert next_due(heat(), Ledger("A-1"), routing, frozenset({"qingshui-thc"})) == 0.0  # inhibited
+    assert next_due(heat("info"), Ledger("A-1"), routing) is None
