@@ -104,7 +104,7 @@ def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
     say(f"web:          http://127.0.0.1:{settings.web_port}/api/health   (the pages SMS links open)")
     say(
         f"SMS:          channels {settings.notify_channels}; "
-        "see what was sent with `chainwatch notify log` (the demo's outbox sends nothing)"
+        f"the demo's outbox sends nothing: see http://127.0.0.1:{settings.web_port}/outbox"
     )
     say(f"data:         {settings.data_dir.resolve()}   (Ctrl-C stops everything started here)")
 

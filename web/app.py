@@ -71,7 +71,7 @@ SessionDep = Annotated[Session, Depends(_session)]
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     """The app for ``settings`` (its database, created if need be); ``clock`` defaults to the system's."""
-    from web import ack  # here, not at the top: the routers import the dependencies above
+    from web import ack, outbox  # here, not at the top: the routers import the dependencies above
 
     engine = make_engine(settings.sql_url)
     init_db(engine)  # registry, alert and ack_link tables
@@ -98,6 +98,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(ack.router)
+    app.include_router(outbox.router)
     return app
 
 

@@ -59,6 +59,13 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "This link is not valid. Check that the whole link in the SMS was opened, "
         "or open the clinic's page in ChainWatch.",
     ),
+    "outbox_title": ("短信发件箱（演示）", "SMS outbox (demo)"),
+    "outbox_intro": (
+        "演示系统不发送真实短信：以下是本应发出的短信，最新的在前。点击链接即可像值班人员一样确认警报。",
+        "The demo sends no real SMS: these are the texts it would have sent, newest first. "
+        "Open a link to acknowledge the alert as the person on call would.",
+    ),
+    "outbox_empty": ("还没有短信。", "No SMS yet."),
     "bad_form_title": ("无法提交", "Could not send"),
     "bad_form": (
         "提交的内容无法处理（备注最长 {n} 字）。请返回重试。",
