@@ -44,9 +44,7 @@ def _free_port(avoid: set[int]) -> int:
             return port
 
 
-def wait_until(
-    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2
-) -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     last: Any = None

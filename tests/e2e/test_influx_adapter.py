@@ -22,7 +22,7 @@ INVALID = [c for c in CASES if not c["valid"]]
 
 
 def _typed(value: dict[str, Any]) -> Any:
-    (kind, v), = value.items()
+    ((kind, v),) = value.items()
     return float(v) if kind == "float" else v
 
 
@@ -88,7 +88,7 @@ def test_hostile_values_stay_values_in_influxql(env: Env, value: str) -> None:
 
 def test_hostile_measurement_and_field_names_are_quoted(env: Env) -> None:
     name = 'm"ea;s urement'
-    field = "fi\"eld, x"
+    field = 'fi"eld, x'
     with env.influx() as client:
         client.write(encode_line(name, {}, {field: 1.5}, 5), precision="ms")
         series = client.query(f"SELECT {quote_ident(field)} FROM {quote_ident(name)}", epoch="ms")

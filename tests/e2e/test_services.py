@@ -34,9 +34,7 @@ def test_down_stops_only_what_chainwatch_started(tmp_path: Path, services: Setti
     port = _free_port({services.mqtt_port, services.influx_port})
     foreign = subprocess.Popen(["/usr/sbin/mosquitto", "-p", str(port)], stderr=subprocess.DEVNULL)
     try:
-        settings = services.model_copy(
-            update={"data_dir": tmp_path, "mqtt_url": f"mqtt://127.0.0.1:{port}"}
-        )
+        settings = services.model_copy(update={"data_dir": tmp_path, "mqtt_url": f"mqtt://127.0.0.1:{port}"})
         wait_until(lambda: local_services._port_open("127.0.0.1", port), 10, "the foreign broker")
         state = local_services.status(settings)[0]
         assert state.running and not state.managed
