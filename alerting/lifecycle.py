@@ -300,7 +300,7 @@ def _update(session: Session, alert: AlertRow, step: _Step) -> list[AlertChange]
     if last is None or step.t - last >= UPDATE_HISTORY_EVERY_S:
         return [step.record(session, alert, EventKind.updated, None)]
     alert.last_change_at = max(alert.last_change_at, step.t)  # the numbers changed, the history need not
-    return [_change(alert, EventKind.updated, step.t, SYSTEM, None)]
+    return [change_of(alert, EventKind.updated, step.t, SYSTEM, None)]
 
 
 def _clear(session: Session, alert: AlertRow, step: _Step) -> list[AlertChange]:
@@ -404,10 +404,11 @@ def _record(
         )
     )
     session.flush()
-    return _change(alert, kind, at, by, note)
+    return change_of(alert, kind, at, by, note)
 
 
-def _change(alert: AlertRow, kind: EventKind, at: float, by: str, note: str | None) -> AlertChange:
+def change_of(alert: AlertRow, kind: EventKind, at: float, by: str, note: str | None = None) -> AlertChange:
+    """An alert's state as an ``AlertChange`` of ``kind`` (for texts about it, e.g. an SMS)."""
     return AlertChange(
         alert_id=alert.id,
         clinic=alert.clinic,

@@ -425,6 +425,12 @@ def render(item: Decision | AlertChange, lang: str = ZH, names: NameSource = Non
     return _rule_text(ctx)
 
 
+def _lang_names(lang: str, names: NameSource) -> tuple[bool, Mapping[str, str]]:
+    """(Chinese?, the names in that language) for a language and a name source."""
+    lang = normalize_lang(lang)
+    return lang == ZH, names.for_lang(lang) if isinstance(names, Names) else (names or {})
+
+
 def _rule_text(x: _Ctx) -> str:
     return _TEXTS.get(x.rule, _generic)(x)
 
@@ -439,9 +445,8 @@ def render_alert(
     names: NameSource = None,
 ) -> str:
     """The rule's text for an alert's current rule and numbers (what the store keeps as its message)."""
-    lang = normalize_lang(lang)
-    lookup: Mapping[str, str] = names.for_lang(lang) if isinstance(names, Names) else (names or {})
-    return _rule_text(_Ctx(lang == ZH, rule, severity, subject, clinic, values, lookup))
+    zh, lookup = _lang_names(lang, names)
+    return _rule_text(_Ctx(zh, rule, severity, subject, clinic, values, lookup))
 
 
 def render_short(
@@ -454,9 +459,8 @@ def render_short(
 ) -> str:
     """A few words for one alert in a grouped SMS of its clinic: "疫苗冷藏冰箱 1 高温警报 9.2°C" /
     "Vaccine fridge 1 heat alarm 9.2 °C" (the clinic is said once, before the list)."""
-    lang = normalize_lang(lang)
-    lookup: Mapping[str, str] = names.for_lang(lang) if isinstance(names, Names) else (names or {})
-    x = _Ctx(lang == ZH, rule, "", subject, clinic, values, lookup)
+    zh, lookup = _lang_names(lang, names)
+    x = _Ctx(zh, rule, "", subject, clinic, values, lookup)
     what = x.name(subject) if subject != clinic else ""
     c = x.num("celsius")
     temp = x.deg(_celsius(c)) if c is not None else ""

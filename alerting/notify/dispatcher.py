@@ -68,6 +68,18 @@ class _Breaker:
 
 
 @dataclass
+class _Batch:
+    """What one compose pass shares: its session, the alerts and ledgers of the pending notices, the
+    time, and the SMS per phone in the rate window so far."""
+
+    session: Session
+    alerts: dict[str, AlertRow]
+    ledgers: dict[str, LedgerRow]
+    now: float
+    used: dict[str, int]
+
+
+@dataclass
 class TickResult:
     notices: int = 0
     cancelled: int = 0
@@ -232,19 +244,13 @@ class Dispatcher:
                     .group_by(SmsRow.phone)
                 ).all()
             )
+            batch = _Batch(s, alerts, ledgers, now, used)
             for person_notices in by_person.values():
-                composed += self._compose_person(s, person_notices, alerts, ledgers, now, used)
+                composed += self._compose_person(batch, person_notices)
         return cancelled, composed
 
-    def _compose_person(
-        self,
-        s: Session,
-        notices: list[NoticeRow],
-        alerts: dict[str, AlertRow],
-        ledgers: dict[str, LedgerRow],
-        now: float,
-        used: dict[str, int],
-    ) -> int:
+    def _compose_person(self, b: _Batch, notices: list[NoticeRow]) -> int:
+        alerts, now, used = b.alerts, b.now, b.used
         phone = notices[0].phone
         groups: dict[str | None, list[NoticeRow]] = defaultdict(list)
         for n in notices:
@@ -263,24 +269,17 @@ class Dispatcher:
                 break
             if budget == 1 and left > 1:  # the last SMS of the window: everything that waits, as one digest
                 rest = [n for n in notices if n.status == NoticeStatus.pending.value]
-                self._make_sms(s, rest, alerts, ledgers, now, "digest")
+                self._make_sms(b, rest, "digest")
                 used[phone] = used.get(phone, 0) + 1
                 return made + 1
-            self._make_sms(s, g, alerts, ledgers, now, "single" if len(g) == 1 else "group")
+            self._make_sms(b, g, "single" if len(g) == 1 else "group")
             used[phone] = used.get(phone, 0) + 1
             made += 1
             budget -= 1
         return made
 
-    def _make_sms(
-        self,
-        s: Session,
-        notices: list[NoticeRow],
-        alerts: dict[str, AlertRow],
-        ledgers: dict[str, LedgerRow],
-        now: float,
-        kind: str,
-    ) -> None:
+    def _make_sms(self, b: _Batch, notices: list[NoticeRow], kind: str) -> None:
+        s, alerts, ledgers, now = b.session, b.alerts, b.ledgers, b.now
         first = notices[0]
         items: list[texts.Item] = []
         links: dict[str, str] = {}

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from alerting.lifecycle import AlertChange
+from alerting.lifecycle import AlertChange, change_of
 from alerting.messages import EN, SMS_SEGMENT_CHARS, Names, normalize_lang, render, render_short
 from alerting.notify.planner import Purpose
-from alerting.rules.types import Severity
 from alerting.store import AlertRow, AlertState, EventKind
 
 DIGEST_LINKS = 3  # a digest carries the links of the most severe alerts only
@@ -41,22 +40,7 @@ def segments(text: str) -> int:
 
 
 def _change(alert: AlertRow, kind: EventKind, by: str) -> AlertChange:
-    return AlertChange(
-        alert_id=alert.id,
-        clinic=alert.clinic,
-        rule=alert.rule,
-        severity=Severity(alert.severity),
-        state=AlertState(alert.state),
-        subject=alert.subject,
-        family=alert.family,
-        kind=kind,
-        at=alert.last_change_at,
-        by=by,
-        message=alert.message,
-        message_en=alert.message_en,
-        started_at=alert.started_at,
-        values=dict(alert.values or {}),
-    )
+    return change_of(alert, kind, alert.last_change_at, by)
 
 
 def _ack_part(link: str | None, zh: bool) -> str:
