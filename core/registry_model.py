@@ -32,6 +32,27 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Weekday(StrEnum):
+    mon = "mon"
+    tue = "tue"
+    wed = "wed"
+    thu = "thu"
+    fri = "fri"
+    sat = "sat"
+    sun = "sun"
+
+
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class WastePickup(_Model):
+    """When the licensed transporter collects the clinic's stored waste: on ``days`` (clinic time),
+    by ``by``. Stored bags still waiting then make a ``late_pickup`` alert."""
+
+    days: tuple[Weekday, ...] = tuple(Weekday)
+    by: str = Field(default="16:00", pattern=_HHMM)
+
+
 class Person(_Model):
     id: Id = Field(pattern=rf"^{ID_PATTERN}$")
     name: str
@@ -60,6 +81,7 @@ class Clinic(_Model):
     equipment: tuple[Equipment, ...] = ()
     devices: tuple[Device, ...] = ()
     people: tuple[Person, ...] = ()
+    waste_pickup: WastePickup | None = None  # None: no pickup schedule, no late_pickup rule
 
     @model_validator(mode="after")
     def _equipment_on_own_devices(self) -> Clinic:
@@ -87,24 +109,34 @@ class Bureau(_Model):
     people: tuple[Person, ...] = ()
 
 
+class Transporter(_Model):
+    """A licensed medical-waste transporter serving the district."""
+
+    id: Id = Field(pattern=rf"^{ID_PATTERN}$")
+    name: str
+    vehicles: tuple[str, ...] = ()  # number plates
+
+
+class Plant(_Model):
+    """A disposal plant. Its waste scanners publish a bag's ``received`` and ``disposed`` scans on the
+    topic of the bag's clinic: ``cw/v1/{clinic}/{plant device}/waste`` (the bag label names the clinic)."""
+
+    id: Id = Field(pattern=rf"^{ID_PATTERN}$")
+    name: str
+    devices: tuple[Device, ...] = ()
+
+
+class WasteSites(_Model):
+    transporters: tuple[Transporter, ...] = ()
+    plants: tuple[Plant, ...] = ()
+
+
 class District(_Model):
     id: Id = Field(pattern=rf"^{ID_PATTERN}$")
     name: str
     bureau: Bureau
     townships: tuple[Township, ...] = ()
-
-
-class Weekday(StrEnum):
-    mon = "mon"
-    tue = "tue"
-    wed = "wed"
-    thu = "thu"
-    fri = "fri"
-    sat = "sat"
-    sun = "sun"
-
-
-_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+    waste: WasteSites = WasteSites()
 
 
 class RotaEntry(_Model):
@@ -156,6 +188,10 @@ class RegistryFile(_Model):
     district: District
     rota: tuple[RotaEntry, ...] = ()
     escalation: tuple[EscalationEntry, ...] = ()
+    # medical-waste thresholds: the profile in force at start, and named profiles beyond the built-in
+    # ones (alerting/waste/profiles.py), each giving the settings that differ from the national one
+    waste_profile: str = "national"
+    waste_profiles: dict[str, dict[str, float]] = {}
     # rule thresholds per equipment profile that differ from the defaults (core/profiles.py), e.g.
     # {"refrigerator": {"heat_warning_after_min": 20}}
     profiles: dict[Profile, dict[str, float | bool | None]] = {}
@@ -181,7 +217,12 @@ class RegistryFile(_Model):
         check("township", [t.id for t in district.townships])
         check("clinic", [c.id for c in clinics])
         check("equipment", [e.id for c in clinics for e in c.equipment])
-        check("device", [d.id for c in clinics for d in c.devices])
+        check(
+            "device",
+            [d.id for c in clinics for d in c.devices]
+            + [d.id for p in district.waste.plants for d in p.devices],
+        )
+        check("waste site", [s.id for s in (*district.waste.transporters, *district.waste.plants)])
         check(
             "person",
             [p.id for c in clinics for p in c.people]
