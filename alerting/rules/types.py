@@ -40,7 +40,29 @@ class Rule(StrEnum):
     power_outage = "power_outage"
     battery_low = "battery_low"
     twice_daily_check = "twice_daily_check"
+    # medical waste (alerting/waste)
+    not_collected = "not_collected"
+    storage_overdue = "storage_overdue"
+    lost_in_transport = "lost_in_transport"
+    weight_discrepancy = "weight_discrepancy"
+    out_of_sequence = "out_of_sequence"
+    late_pickup = "late_pickup"
+    manifest_mismatch = "manifest_mismatch"
+    refused_at_plant = "refused_at_plant"
 
+
+WASTE_RULES = frozenset(
+    {
+        Rule.not_collected,
+        Rule.storage_overdue,
+        Rule.lost_in_transport,
+        Rule.weight_discrepancy,
+        Rule.out_of_sequence,
+        Rule.late_pickup,
+        Rule.manifest_mismatch,
+        Rule.refused_at_plant,
+    }
+)
 
 # rules whose alerts belong to the cold chain: a critical one is closed by a person, not by the data
 COLD_CHAIN_RULES = frozenset({Rule.heat_alarm, Rule.freeze_alarm, Rule.heat_warning, Rule.cold_warning})
