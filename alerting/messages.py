@@ -322,6 +322,126 @@ def _twice_daily_check(x: _Ctx) -> str:
     )
 
 
+# ---------------------------------------------------------------- medical waste
+
+
+def _waste_tag(x: _Ctx) -> str:
+    critical = x.severity == Severity.critical
+    if x.zh:
+        return "【医废警报】" if critical else "【医废预警】"
+    return "[Medical waste ALARM]" if critical else "[Medical waste]"
+
+
+def _bag(x: _Ctx) -> str:
+    """ "清水镇卫生院 qingshui-thc-20261123-0001" / "Qingshui THC, bag ..." """
+    sep = " " if x.zh else ", "
+    word = "" if x.zh else "bag "  # zh: the tag already says 医废
+    return f"{x.clinic_place}{sep}{word}{x.subject}" if x.clinic else f"{word}{x.subject}"
+
+
+def _hours(x: _Ctx, default: float) -> str:
+    """The threshold the alert was judged by (``limit_h``), else the national default."""
+    h = x.num("limit_h")
+    return f"{default if h is None else h:g}"
+
+
+def _not_collected(x: _Ctx) -> str:
+    if x.zh:
+        return f"{_waste_tag(x)}{_bag(x)}：产生后 {_hours(x, 24)} 小时仍未从科室收集。请安排收集。"
+    return (
+        f"{_waste_tag(x)} {_bag(x)}: not collected from the ward {_hours(x, 24)} h after it was filled. "
+        "Collect it."
+    )
+
+
+def _storage_overdue(x: _Ctx) -> str:
+    h = _hours(x, 48 if x.severity == Severity.critical else 36)
+    if x.zh:
+        return f"{_waste_tag(x)}{_bag(x)}：暂存已超 {h} 小时未交转运。请联系转运单位。"
+    return f"{_waste_tag(x)} {_bag(x)}: in the store over {h} h without handover. Call the transporter."
+
+
+def _lost_in_transport(x: _Ctx) -> str:
+    if x.zh:
+        return f"{_waste_tag(x)}{_bag(x)}：交转运 {_hours(x, 24)} 小时后处置中心仍未接收。请核查去向。"
+    return (
+        f"{_waste_tag(x)} {_bag(x)}: handed over {_hours(x, 24)} h ago, not received at the plant. Trace it."
+    )
+
+
+_STAGE_ZH = {
+    "generated": "产生",
+    "collected": "收集",
+    "stored": "暂存",
+    "handed_over": "交接",
+    "received": "接收",
+    "disposed": "处置",
+}
+
+
+_STAGE_EN = {
+    "collected": "at collection",
+    "stored": "in the store",
+    "handed_over": "at handover",
+    "received": "at the plant",
+    "disposed": "at disposal",
+}
+
+
+def _kg(v: float | None) -> str:
+    return "" if v is None else f"{v:g} kg"
+
+
+def _weight_discrepancy(x: _Ctx) -> str:
+    stage = str(x.values.get("stage") or "")
+    kg, gen, pct = x.num("weight_kg"), x.num("generated_kg"), x.num("diff_pct")
+    if x.zh:
+        what = f"{_STAGE_ZH.get(stage, stage)} {_kg(kg)}，产生 {_kg(gen)}" if kg and gen else "重量不符"
+        apart = f"，差 {pct:g}%" if pct is not None else ""
+        return f"{_waste_tag(x)}{_bag(x)}：{what}{apart}。请核查。"
+    where = _STAGE_EN.get(stage, stage.replace("_", " "))
+    what = f"{_kg(kg)} {where}, {_kg(gen)} when filled" if kg and gen else "weight differs"
+    apart = f", {pct:g} % apart" if pct is not None else ""
+    return f"{_waste_tag(x)} {_bag(x)}: {what}{apart}. Check it."
+
+
+def _out_of_sequence(x: _Ctx) -> str:
+    if x.zh:
+        return f"【医废提醒】{_bag(x)}：扫描记录异常，请核查。"
+    reason = str(x.values.get("reason") or "")
+    return f"[Medical waste] {_bag(x)}: scans out of sequence ({reason[:60]}). Check it."
+
+
+def _late_pickup(x: _Ctx) -> str:
+    n = x.num("bags")
+    due = str(x.values.get("due") or "")[11:16]
+    if x.zh:
+        bags = f"，暂存 {round(n)} 袋" if n is not None else ""
+        return f"{_waste_tag(x)}{x.clinic_place}：转运单位未按计划在 {due} 前收运{bags}。请联系转运单位。"
+    bags = f", {round(n)} bag(s) waiting" if n is not None else ""
+    return f"{_waste_tag(x)} {x.clinic_place}: the transporter did not come by {due}{bags}. Call them."
+
+
+def _manifest_mismatch(x: _Ctx) -> str:
+    n = x.num("extra_bags")
+    if x.zh:
+        extra = f"多出 {round(n)} 袋" if n else "不符"
+        return f"{_waste_tag(x)}转移联单 {x.subject}：处置中心接收与交接{extra}。请核查。"
+    extra = f"{round(n)} bag(s) not on it" if n else "does not match"
+    return f"{_waste_tag(x)} Manifest {x.subject}: received {extra}. Check it."
+
+
+def _refused_at_plant(x: _Ctx) -> str:
+    kg = _kg(x.num("refused_kg"))
+    reason = str(x.values.get("reason") or "")
+    if x.zh:
+        why = f"（{reason}）" if reason else ""
+        return f"{_waste_tag(x)}{_bag(x)}：处置中心拒收{' ' + kg if kg else ''}{why}。请处理。"
+    why = f" ({reason})" if reason else ""
+    what = f" {kg}" if kg else " it"
+    return f"{_waste_tag(x)} {_bag(x)}: the plant refused{what}{why}. Deal with the returned waste."
+
+
 def _generic(x: _Ctx) -> str:
     label = _label(x)
     critical = x.severity == Severity.critical
@@ -341,6 +461,14 @@ _TEXTS: dict[str, Callable[[_Ctx], str]] = {
     "probe_fault": _probe_fault,
     "device_offline": _device_offline,
     "twice_daily_check": _twice_daily_check,
+    "not_collected": _not_collected,
+    "storage_overdue": _storage_overdue,
+    "lost_in_transport": _lost_in_transport,
+    "weight_discrepancy": _weight_discrepancy,
+    "out_of_sequence": _out_of_sequence,
+    "late_pickup": _late_pickup,
+    "manifest_mismatch": _manifest_mismatch,
+    "refused_at_plant": _refused_at_plant,
 }
 
 _LABELS: dict[str, tuple[str, str]] = {
@@ -354,6 +482,14 @@ _LABELS: dict[str, tuple[str, str]] = {
     "power_outage": ("停电", "power cut"),
     "battery_low": ("电量低", "low battery"),
     "twice_daily_check": ("温度检查提醒", "temperature check reminder"),
+    "not_collected": ("医废未收集", "waste not collected"),
+    "storage_overdue": ("医废暂存超时", "waste stored too long"),
+    "lost_in_transport": ("医废转运未达", "waste lost in transport"),
+    "weight_discrepancy": ("医废重量不符", "waste weight differs"),
+    "out_of_sequence": ("医废扫描异常", "waste scans out of sequence"),
+    "late_pickup": ("医废未按时收运", "waste pickup late"),
+    "manifest_mismatch": ("转移联单不符", "manifest mismatch"),
+    "refused_at_plant": ("医废被拒收", "waste refused at plant"),
 }
 
 

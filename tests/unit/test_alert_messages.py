@@ -201,6 +201,76 @@ CASES: list[tuple[Rule, Severity, str, dict[str, Any], str, str]] = [
         "[Temperature check] Qingshui THC, Vaccine fridge 1: the afternoon temperature check is overdue. "
         "Read and record the temperature.",
     ),
+    (
+        Rule.not_collected,
+        Severity.warning,
+        "qingshui-thc-20261123-0001",
+        {"limit_h": 24.0},
+        "【医废预警】清水镇卫生院 qingshui-thc-20261123-0001：产生后 24 小时仍未从科室收集。请安排收集。",
+        "[Medical waste] Qingshui THC, bag qingshui-thc-20261123-0001: not collected from the "
+        "ward 24 h after it was filled. Collect it.",
+    ),
+    (
+        Rule.storage_overdue,
+        Severity.critical,
+        "qingshui-thc-20261123-0001",
+        {"limit_h": 48.0},
+        "【医废警报】清水镇卫生院 qingshui-thc-20261123-0001：暂存已超 48 小时未交转运。请联系转运单位。",
+        "[Medical waste ALARM] Qingshui THC, bag qingshui-thc-20261123-0001: in the store "
+        "over 48 h without handover. Call the transporter.",
+    ),
+    (
+        Rule.lost_in_transport,
+        Severity.critical,
+        "qingshui-thc-20261123-0001",
+        {"limit_h": 24.0, "manifest_id": "MF-qingshui-thc-20261124-1"},
+        "【医废警报】清水镇卫生院 qingshui-thc-20261123-0001：交转运 24 小时后处置中心仍未接收。请核查去向。",
+        "[Medical waste ALARM] Qingshui THC, bag qingshui-thc-20261123-0001: handed over 24 h "
+        "ago, not received at the plant. Trace it.",
+    ),
+    (
+        Rule.weight_discrepancy,
+        Severity.critical,
+        "qingshui-thc-20261123-0001",
+        {"stage": "received", "weight_kg": 1.4, "generated_kg": 2.0, "diff_pct": 30.0},
+        "【医废警报】清水镇卫生院 qingshui-thc-20261123-0001：接收 1.4 kg，产生 2 kg，差 30%。请核查。",
+        "[Medical waste ALARM] Qingshui THC, bag qingshui-thc-20261123-0001: 1.4 kg at the "
+        "plant, 2 kg when filled, 30 % apart. Check it.",
+    ),
+    (
+        Rule.out_of_sequence,
+        Severity.warning,
+        "qingshui-thc-20261123-0001",
+        {"reason": "skipped stage(s): collected"},
+        "【医废提醒】清水镇卫生院 qingshui-thc-20261123-0001：扫描记录异常，请核查。",
+        "[Medical waste] Qingshui THC, bag qingshui-thc-20261123-0001: scans out of sequence "
+        "(skipped stage(s): collected). Check it.",
+    ),
+    (
+        Rule.late_pickup,
+        Severity.warning,
+        "qingshui-thc",
+        {"due": "2026-11-24 16:00", "bags": 7},
+        "【医废预警】清水镇卫生院：转运单位未按计划在 16:00 前收运，暂存 7 袋。请联系转运单位。",
+        "[Medical waste] Qingshui THC: the transporter did not come by 16:00, 7 bag(s) waiting. Call them.",
+    ),
+    (
+        Rule.manifest_mismatch,
+        Severity.warning,
+        "MF-qingshui-thc-20261124-1",
+        {"extra_bags": 1},
+        "【医废预警】转移联单 MF-qingshui-thc-20261124-1：处置中心接收与交接多出 1 袋。请核查。",
+        "[Medical waste] Manifest MF-qingshui-thc-20261124-1: received 1 bag(s) not on it. Check it.",
+    ),
+    (
+        Rule.refused_at_plant,
+        Severity.critical,
+        "qingshui-thc-20261123-0001",
+        {"refused_kg": 2.1, "reason": "包装破损"},
+        "【医废警报】清水镇卫生院 qingshui-thc-20261123-0001：处置中心拒收 2.1 kg（包装破损）。请处理。",
+        "[Medical waste ALARM] Qingshui THC, bag qingshui-thc-20261123-0001: the plant "
+        "refused 2.1 kg (包装破损). Deal with the returned waste.",
+    ),
 ]
 
 
@@ -287,9 +357,9 @@ def test_missing_numbers_leave_their_part_out() -> None:
 
 
 def test_an_unknown_rule_still_gets_a_text() -> None:
-    change = _change("storage_overdue", kind=EventKind.fired, severity=Severity.critical, subject="QJ-0001")
-    assert render(change, names=NAMES) == "【警报】清水镇卫生院 QJ-0001：storage_overdue。"
-    assert render(change, "en", NAMES) == "[ALARM] Qingshui THC, QJ-0001: storage overdue."
+    change = _change("mystery_rule", kind=EventKind.fired, severity=Severity.critical, subject="QJ-0001")
+    assert render(change, names=NAMES) == "【警报】清水镇卫生院 QJ-0001：mystery_rule。"
+    assert render(change, "en", NAMES) == "[ALARM] Qingshui THC, QJ-0001: mystery rule."
 
 
 def _change(

@@ -346,3 +346,37 @@ def test_registry_profiles_are_checked() -> None:
         make_profile("x", {"storage_hours": 3})
     with pytest.raises(WasteProfileError, match="warning comes after"):
         make_profile("x", {"storage_warning_h": 50})
+
+
+def test_every_waste_decision_has_a_short_text_in_both_languages() -> None:
+    from alerting.messages import registry_names, render
+    from alerting.notify.texts import segments
+    from core.registry_model import DEMO_REGISTRY, load_registry_file
+
+    names = registry_names(load_registry_file(DEMO_REGISTRY))
+    engine = WasteEngine({CLINIC: schedule_from(["mon"], "16:00")})
+    scans = [
+        (0, ev("generated", 0, bag="w1")),  # not collected
+        (0, ev("generated", 0, bag="s1")),
+        (1, ev("collected", 1, bag="s1")),
+        (1, ev("stored", 1, bag="s1")),  # overdue, late pickup
+        (0, ev("generated", 0, 2.0, bag="l1")),
+        (1, ev("collected", 1, 1.0, bag="l1")),  # weight
+        # Tuesday (a handover on Monday would be the Monday pickup)
+        (25, ev("handed_over", 25, bag="t1", manifest="MF-2")),  # lost, unknown bag
+        (26, ev("handed_over", 26, bag="x1", manifest="MF-3")),
+        (27, ev("received", 27, bag="x1", manifest="MF-4", refused=1.0)),  # refused, manifest mismatch
+    ]
+    got = run(scans, 80, engine)
+    rules = {d.rule.value for d in got}
+    assert rules >= {
+        "not_collected", "storage_overdue", "lost_in_transport", "weight_discrepancy", "out_of_sequence",
+        "late_pickup", "manifest_mismatch", "refused_at_plant",
+    }  # fmt: skip
+    for d in got:
+        for lang in ("zh-CN", "en"):
+            text = render(d, lang, names)
+            assert "None" not in text and "{" not in text, text
+            assert segments(text) <= 2, (len(text), text)
+        if d.clinic == CLINIC:
+            assert "清水镇卫生院" in render(d, "zh-CN", names)
