@@ -98,6 +98,24 @@ def _rules(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(str(exc)) from None
 
 
+def _waste(args: argparse.Namespace, settings: Settings) -> int:
+    from alerting.waste.profiles import WasteProfileError
+    from alerting.waste.replay import ReplayError, replay_main
+
+    try:
+        return replay_main(
+            Path(args.events),
+            until=args.until,
+            registry=Path(args.registry) if args.registry else settings.registry_file,
+            profile=args.profile,
+            verbose=args.verbose_decisions,
+            updates=args.updates,
+            out=sys.stdout,
+        )
+    except (ReplayError, WasteProfileError) as exc:
+        raise CliError(str(exc)) from None
+
+
 def _notify(args: argparse.Namespace, settings: Settings) -> int:
     from alerting.notify.cli import send_test, show_log
 
@@ -159,6 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--verbose", dest="verbose_decisions", action="store_true", help="add subject and values")
     rp.add_argument("--updates", action="store_true", help="also print updates (holdover forecasts)")
     s.set_defaults(func=_rules)
+
+    s = sub.add_parser("waste", help="medical waste: run the production waste rules over recorded events")
+    ws = s.add_subparsers(dest="action", required=True)
+    wr = ws.add_parser(
+        "replay", help="one JSON line per alert decision for a JSON-lines file of waste events"
+    )
+    wr.add_argument("events", metavar="EVENTS.jsonl")
+    wr.add_argument("--until", help="advance the clock to this time at the end (ISO 8601 or epoch seconds)")
+    wr.add_argument("--registry", metavar="FILE", help="registry YAML for pickup schedules and profiles")
+    wr.add_argument("--profile", help="waste profile (default: the registry's, national)")
+    wr.add_argument("--verbose", dest="verbose_decisions", action="store_true", help="add clinic and values")
+    wr.add_argument("--updates", action="store_true", help="also print updates")
+    s.set_defaults(func=_waste)
 
     s = sub.add_parser("notify", help="SMS: the delivery log, or a test message through the channels")
     from alerting.notify.cli import add_notify_arguments
