@@ -23,6 +23,7 @@ from core.protocol import (
     parse_waste,
 )
 from core.registry_store import DeviceTags
+from core.waste_store import Scan
 
 
 @dataclass(slots=True)
@@ -37,6 +38,7 @@ class Batch:
     dead: list[DeadLetter] = field(default_factory=list)
     acks: list[Hashable] = field(default_factory=list)
     notices: dict[tuple[str, str, str], Notice] = field(default_factory=dict)
+    waste: list[Scan] = field(default_factory=list)  # waste scans, for the SQL bag history
     readings: int = 0  # temperature readings (incl. flagged ones) in lines
     messages: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -76,6 +78,7 @@ class Ingestor:
         elif t.kind is Kind.waste:
             for ev in parse_waste(payload, now, self.limits):
                 batch.lines.append(waste_line(ev, t.clinic, t.device, reg))
+                batch.waste.append(Scan(t.clinic, t.device, ev))
             if reg is None:
                 self._notice(batch, t.clinic, t.device, "unregistered_device", None)
         elif t.kind is Kind.status:

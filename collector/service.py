@@ -37,6 +37,7 @@ from core.mqtt import connect_persistent, persistent_client
 from core.protocol import Limits
 from core.registry_store import device_tags, ensure_registry
 from core.settings import Settings
+from core.waste_store import store_waste_events
 
 log = logging.getLogger("chainwatch.collector")
 
@@ -176,6 +177,7 @@ class Collector:
                 self.stats.batches_spooled += 1
             self.stats.lines_written += len(batch.lines)
             self.stats.readings_written += batch.readings
+        store_waste_events(self.engine, batch.waste, self.clock.now())
         store_dead_letters(self.engine, batch.dead)
         record_notices(self.engine, batch.notices, self.clock.now())
         self.stats.messages += batch.messages
