@@ -37,6 +37,7 @@ class DistrictRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     bureau_id: Mapped[str] = mapped_column(String(64))
     bureau_name: Mapped[str] = mapped_column(String(200))
+    waste_profile: Mapped[str | None] = mapped_column(String(64), nullable=True)  # in force at start
 
 
 class TownshipRow(Base):
@@ -51,6 +52,34 @@ class ClinicRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     township_id: Mapped[str] = mapped_column(ForeignKey("township.id"))
     name: Mapped[str] = mapped_column(String(200))
+    waste_pickup_days: Mapped[str | None] = mapped_column(String(32), nullable=True)  # "mon,tue,..."
+    waste_pickup_by: Mapped[str | None] = mapped_column(String(5), nullable=True)  # "HH:MM"; NULL: none
+
+
+class WasteSiteRow(Base):
+    """A licensed waste transporter or a disposal plant of the district."""
+
+    __tablename__ = "waste_site"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # transporter / plant
+    name: Mapped[str] = mapped_column(String(200))
+    vehicles: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of number plates
+
+
+class WasteSiteDeviceRow(Base):
+    """A waste scanner of a plant: it publishes on the topics of the bags' clinics."""
+
+    __tablename__ = "waste_site_device"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("waste_site.id"))
+
+
+class WasteProfileDefRow(Base):
+    """A waste profile of the registry (``waste_profiles``): the settings that differ from national."""
+
+    __tablename__ = "waste_profile_def"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    settings: Mapped[str] = mapped_column(Text)  # JSON object
 
 
 class DeviceRow(Base):

@@ -205,6 +205,18 @@ class RegistryFile(_Model):
             profile_settings(profile.value, {k.value: v for k, v in profiles.items()})  # raises if invalid
         return profiles
 
+    @model_validator(mode="after")
+    def _waste_profiles_known(self) -> RegistryFile:
+        from alerting.waste.profiles import all_profiles  # the thresholds live with the waste rules
+
+        profiles = all_profiles(self.waste_profiles)  # raises on an unknown setting
+        if self.waste_profile not in profiles:
+            raise ValueError(
+                f"waste_profile {self.waste_profile!r} is not a profile "
+                f"(known: {', '.join(sorted(profiles))})"
+            )
+        return self
+
     @field_validator("district")
     @classmethod
     def _unique_ids(cls, district: District) -> District:

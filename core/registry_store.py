@@ -20,11 +20,17 @@ from core.db import (
     ProfileOverrideRow,
     RotaRow,
     TownshipRow,
+    WasteProfileDefRow,
+    WasteSiteDeviceRow,
+    WasteSiteRow,
     init_db,
 )
 from core.registry_model import DEMO_REGISTRY, Person, RegistryFile, load_registry_file
 
 _TABLES = (
+    WasteProfileDefRow,
+    WasteSiteDeviceRow,
+    WasteSiteRow,
     EscalationRow,
     ProfileOverrideRow,
     RotaRow,
@@ -44,7 +50,29 @@ def store_registry(engine: Engine, reg: RegistryFile) -> None:
     with Session(engine) as s, s.begin():
         for table in _TABLES:
             s.execute(delete(table))
-        s.add(DistrictRow(id=d.id, name=d.name, bureau_id=d.bureau.id, bureau_name=d.bureau.name))
+        s.add(
+            DistrictRow(
+                id=d.id,
+                name=d.name,
+                bureau_id=d.bureau.id,
+                bureau_name=d.bureau.name,
+                waste_profile=reg.waste_profile,
+            )
+        )
+        for tr in d.waste.transporters:
+            s.add(
+                WasteSiteRow(
+                    id=tr.id, kind="transporter", name=tr.name, vehicles=json.dumps(list(tr.vehicles))
+                )
+            )
+        for plant in d.waste.plants:
+            s.add(WasteSiteRow(id=plant.id, kind="plant", name=plant.name, vehicles="[]"))
+        s.flush()
+        for plant in d.waste.plants:
+            for dev in plant.devices:
+                s.add(WasteSiteDeviceRow(id=dev.id, site_id=plant.id))
+        for name, settings in reg.waste_profiles.items():
+            s.add(WasteProfileDefRow(name=name, settings=json.dumps(settings, sort_keys=True)))
         s.flush()
         for p in d.bureau.people:
             s.add(_person(p, d.bureau.id))
@@ -55,7 +83,16 @@ def store_registry(engine: Engine, reg: RegistryFile) -> None:
         s.flush()
         for t in d.townships:
             for c in t.clinics:
-                s.add(ClinicRow(id=c.id, township_id=t.id, name=c.name))
+                pickup = c.waste_pickup
+                s.add(
+                    ClinicRow(
+                        id=c.id,
+                        township_id=t.id,
+                        name=c.name,
+                        waste_pickup_days=",".join(d.value for d in pickup.days) if pickup else None,
+                        waste_pickup_by=pickup.by if pickup else None,
+                    )
+                )
                 s.flush()
                 for dev in c.devices:
                     s.add(
@@ -140,10 +177,19 @@ def device_tags(engine: Engine) -> dict[tuple[str, str], DeviceTags]:
         probes: dict[str, dict[str, str]] = {}
         for dev, probe, eq in s.execute(select(EquipmentRow.device_id, EquipmentRow.probe, EquipmentRow.id)):
             probes.setdefault(dev, {})[probe] = eq
-    return {
+        plant_devices = list(s.scalars(select(WasteSiteDeviceRow.id)))
+        clinics = s.execute(
+            select(ClinicRow.id, TownshipRow.id, TownshipRow.district_id).join(TownshipRow)
+        ).all()
+    tags = {
         (clinic, dev): DeviceTags(district, township, clinic, probes.get(dev, {}))
         for dev, clinic, township, district in rows
     }
+    # a plant's scanners publish on the topic of each bag's clinic: known under every clinic
+    for dev in plant_devices:
+        for clinic, township, district in clinics:
+            tags.setdefault((clinic, dev), DeviceTags(district, township, clinic, {}))
+    return tags
 
 
 def profile_overrides(engine: Engine) -> dict[str, dict[str, Any]]:
@@ -172,3 +218,24 @@ def equipment_list(engine: Engine) -> tuple[list[EquipmentInfo], dict[str, tuple
             for e in s.scalars(select(EquipmentRow).order_by(EquipmentRow.id))
         ]
     return equipment, devices
+
+
+@dataclass(frozen=True, slots=True)
+class WasteRegistry:
+    """What the waste rules need of the registry."""
+
+    pickups: dict[str, tuple[tuple[str, ...], str]]  # clinic -> (days, "HH:MM")
+    profile: str  # in force at start
+    profiles: dict[str, dict[str, float]]  # the registry's own profiles
+
+
+def waste_registry(engine: Engine) -> WasteRegistry:
+    with Session(engine) as s:
+        pickups = {
+            c.id: (tuple(c.waste_pickup_days.split(",")) if c.waste_pickup_days else (), c.waste_pickup_by)
+            for c in s.scalars(select(ClinicRow))
+            if c.waste_pickup_by
+        }
+        district = s.scalars(select(DistrictRow)).first()
+        profiles = {r.name: json.loads(r.settings) for r in s.scalars(select(WasteProfileDefRow))}
+    return WasteRegistry(pickups, (district.waste_profile if district else None) or "national", profiles)

@@ -144,3 +144,29 @@ def test_an_unknown_profile_setting_is_refused() -> None:
     raw["profiles"] = {"refrigerator": {"heat_warning_after": 20}}
     with pytest.raises(ValidationError, match="heat_warning_after"):
         RegistryFile.model_validate(raw)
+
+
+def test_waste_sites_schedules_and_profiles_are_stored(tmp_path) -> None:
+    from core.registry_store import device_tags, waste_registry
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    raw = yaml.safe_load(DEMO_REGISTRY.read_text(encoding="utf-8"))
+    raw["waste_profiles"] = {"strict": {"storage_warning_h": 20, "storage_critical_h": 24}}
+    raw["waste_profile"] = "strict"
+    from core.registry_store import store_registry
+
+    store_registry(engine, RegistryFile.model_validate(raw))
+    w = waste_registry(engine)
+    assert w.profile == "strict" and w.profiles == {
+        "strict": {"storage_warning_h": 20, "storage_critical_h": 24}
+    }
+    assert w.pickups["qingshui-thc"] == (("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "16:00")
+    tags = device_tags(engine)
+    assert tags[("baihe-thc", "plant-scan1")].clinic == "baihe-thc"  # the plant's scanner, for every clinic
+    raw["waste_profile"] = "lenient"
+    with pytest.raises(ValueError, match="waste_profile 'lenient' is not a profile"):
+        RegistryFile.model_validate(raw)
+    raw["waste_profile"] = "national"
+    raw["waste_profiles"] = {"strict": {"storage_hours": 3}}
+    with pytest.raises(ValueError, match="unknown setting"):
+        RegistryFile.model_validate(raw)
