@@ -43,19 +43,26 @@ from alerting.rules.engine import Engine
 from alerting.rules.types import Decision
 from alerting.sinks import alert_line, alert_payload, alert_topic
 from alerting.store import init_alert_tables
+from alerting.waste.engine import WasteEngine, schedule_from
+from alerting.waste.profiles import all_profiles
 from core.clock import Clock, SystemClock
 from core.db import ClinicRow, DistrictRow, EquipmentRow, PersonRow, TownshipRow, init_db, make_engine
 from core.influx import InfluxClient, InfluxError
 from core.mqtt import connect_persistent, persistent_client
 from core.profiles import profile_settings
-from core.protocol import Kind, Limits, ProtocolError, parse_telemetry, parse_topic
-from core.registry_store import ensure_registry, equipment_list, profile_overrides
+from core.protocol import Kind, Limits, ProtocolError, parse_telemetry, parse_topic, parse_waste
+from core.registry_store import ensure_registry, equipment_list, profile_overrides, waste_registry
 from core.settings import Settings
+from core.waste_store import init_waste_tables, profile_in_force, scans_to_rebuild
 
 log = logging.getLogger("chainwatch.alerting")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job run
 
 REBUILD_S = 26 * 3600.0
+# While waste scans flow, the waste timers are judged at the newest scan's time (a replayed backlog
+# or a back-filled week arrives in seconds, in time order: a bag's next scan is still on its way, not
+# missing); once no scan has come for this long, at the clock's time.
+WASTE_IDLE_S = 900.0
 
 
 @dataclass
@@ -64,6 +71,7 @@ class Stats:
     decisions: int = 0
     changes: int = 0
     rebuilt_readings: int = 0
+    rebuilt_scans: int = 0
     rebuild_seconds: float = 0.0
     ticks: int = 0
     parse_errors: int = 0
@@ -119,6 +127,17 @@ class AlertingService:
         for machine in self.checks.values():
             self.check_groups.setdefault(machine.settings, []).append(machine)
         self.names, self.tags = registry_names_and_tags(self.sql)
+        init_waste_tables(self.sql)
+        wreg = waste_registry(self.sql)
+        self.waste_default_profile = wreg.profile
+        self.waste_profiles = all_profiles(wreg.profiles)
+        self.waste = WasteEngine(
+            {c: schedule_from(days, by) for c, (days, by) in wreg.pickups.items()},
+            self.waste_profiles[profile_in_force(self.sql, wreg.profile)],
+        )
+        self.waste_watermark: float | None = None  # the newest scan time heard
+        self.waste_heard_at: float | None = None  # when (service clock) a scan was last heard
+        self.waste_judged = 0.0  # the time the waste timers were last judged at (never goes back)
         self.dispatcher = dispatcher_from_settings(settings, self.sql, self.clock, self.names)
         self.notify_lock = threading.Lock()
         gc.collect()
@@ -202,6 +221,7 @@ class AlertingService:
         with self.lock:
             self.handle(sorted(decisions, key=lambda d: d.time))
         self.stats.rebuilt_readings = len(events)
+        self.stats.rebuilt_scans = self._rebuild_waste()
         self.stats.rebuild_seconds = round(time.monotonic() - started, 3)
         log.info(
             "rebuilt the rule state from %d samples of the last 26 h in %.1f s",
@@ -230,7 +250,7 @@ class AlertingService:
         if rc.is_failure:
             log.error("MQTT broker refused the connection: %s", rc)
             return
-        client.subscribe([("cw/v1/+/+/telemetry", 1)])
+        client.subscribe([("cw/v1/+/+/telemetry", 1), ("cw/v1/+/+/waste", 1)])
         log.info("connected to %s as %s", self.settings.mqtt_url, self.settings.alerting_client_id)
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
@@ -240,15 +260,21 @@ class AlertingService:
         self.stats.received += 1
         try:
             topic = parse_topic(msg.topic)
-            if topic.kind is not Kind.telemetry:
-                raise ProtocolError("bad_topic", "not telemetry")
-            tm = parse_telemetry(topic.clinic, topic.device, msg.payload, now, self.limits)
+            if topic.kind is Kind.telemetry:
+                tm = parse_telemetry(topic.clinic, topic.device, msg.payload, now, self.limits)
+                with self.lock:
+                    self.handle(feed_telemetry(self.engine, tm, now))
+            elif topic.kind is Kind.waste:
+                scans = parse_waste(msg.payload, now, self.limits)
+                with self.lock:
+                    newest = max(ev.ts for ev in scans)
+                    self.waste_watermark = max(self.waste_watermark or newest, newest)
+                    self.waste_heard_at = now
+                    self.handle([d for ev in scans for d in self.waste.add(topic.clinic, ev)])
+            else:
+                raise ProtocolError("bad_topic", f"not a topic the rules read: {topic.kind}")
         except ProtocolError:
             self.stats.parse_errors += 1  # the collector keeps it as a dead letter; nothing to decide
-            client.ack(msg.mid, msg.qos)
-            return
-        with self.lock:
-            self.handle(feed_telemetry(self.engine, tm, now))
         client.ack(msg.mid, msg.qos)
 
     def tick(self) -> None:
@@ -256,8 +282,41 @@ class AlertingService:
         with self.lock:
             self.stats.ticks += 1
             self.handle(self.engine.tick(now))
+            self._waste_profile()
+            self.handle(self.waste.tick(self._waste_time(now)))
             if self.settings.alerting_checks:
                 self.handle(self._check_decisions(now))
+
+    def _waste_profile(self) -> None:
+        """A switch of the waste profile (``chainwatch waste profile NAME``) takes effect at the next tick."""
+        name = profile_in_force(self.sql, self.waste_default_profile)
+        if name != self.waste.profile.name and name in self.waste_profiles:
+            log.info("waste profile: %s -> %s", self.waste.profile.name, name)
+            self.waste.set_profile(self.waste_profiles[name])
+
+    def _waste_time(self, now: float) -> float:
+        flowing = self.waste_heard_at is not None and now - self.waste_heard_at < WASTE_IDLE_S
+        t = self.waste_watermark if flowing and self.waste_watermark is not None else now
+        self.waste_judged = max(self.waste_judged, min(t, now))
+        return self.waste_judged
+
+    def _rebuild_waste(self) -> int:
+        """The waste rules' state from the scans in SQL (open bags, and bags closed in the last week), in
+        the order they arrived; the lifecycle skips the decisions it already has."""
+        decisions: list[Decision] = []
+        now = self.clock.now()
+        scans = scans_to_rebuild(self.sql, now)
+        for _received_at, scan in scans:  # in arrival order, judged at the newest scan time so far
+            ts = scan.event.ts
+            if self.waste_watermark is None or ts > self.waste_watermark:
+                self.waste_watermark = ts
+                decisions += self.waste.tick(min(ts, now))
+            decisions += self.waste.add(scan.clinic, scan.event)
+        if scans:
+            self.waste_heard_at = now  # the ticks go on from the watermark, then from the clock when idle
+        with self.lock:
+            self.handle(sorted(decisions, key=lambda d: d.time))
+        return len(scans)
 
     def notify(self) -> None:
         """Escalations, reminders, grouping and delivery of SMS (``alerting.notify.dispatcher``). Apart

@@ -99,10 +99,13 @@ def _rules(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _waste(args: argparse.Namespace, settings: Settings) -> int:
+    from alerting.waste.profile_cli import profile_main
     from alerting.waste.profiles import WasteProfileError
     from alerting.waste.replay import ReplayError, replay_main
 
     try:
+        if args.action == "profile":
+            return profile_main(settings, args.name, args.by, args.note, sys.stdout)
         return replay_main(
             Path(args.events),
             until=args.until,
@@ -189,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     wr.add_argument("--profile", help="waste profile (default: the registry's, national)")
     wr.add_argument("--verbose", dest="verbose_decisions", action="store_true", help="add clinic and values")
     wr.add_argument("--updates", action="store_true", help="also print updates")
+    wp = ws.add_parser("profile", help="the waste profile in force; with NAME, switch to it")
+    wp.add_argument("name", nargs="?", metavar="NAME")
+    wp.add_argument("--by", default="operator", help="who switches (kept with the switch)")
+    wp.add_argument("--note", help="why (kept with the switch)")
     s.set_defaults(func=_waste)
 
     s = sub.add_parser("notify", help="SMS: the delivery log, or a test message through the channels")

@@ -138,7 +138,8 @@ class Scan:
 
 def init_waste_tables(engine: Engine) -> None:
     Base.metadata.create_all(
-        engine, tables=[Base.metadata.tables[n] for n in ("waste_bag_event", "waste_bag")]
+        engine,
+        tables=[Base.metadata.tables[n] for n in ("waste_bag_event", "waste_bag", "waste_profile_switch")],
     )
 
 
@@ -245,7 +246,9 @@ def bag_facts(rows: Iterable[WasteBagEventRow]) -> dict[str, Any]:
     }
 
 
-def scans_to_rebuild(engine: Engine, now: float, keep_closed_s: float = 7 * 86400.0) -> list[Scan]:
+def scans_to_rebuild(
+    engine: Engine, now: float, keep_closed_s: float = 7 * 86400.0
+) -> list[tuple[float, Scan]]:
     """Every scan of the bags still open, and of those closed in the last ``keep_closed_s``, in the
     order the server received them: what the waste rules need to rebuild their state at start."""
     with Session(engine) as s:
@@ -257,4 +260,40 @@ def scans_to_rebuild(engine: Engine, now: float, keep_closed_s: float = 7 * 8640
             .where(WasteBagEventRow.bag_id.in_(live))
             .order_by(WasteBagEventRow.received_at, WasteBagEventRow.id)
         )
-        return [Scan(r.clinic, r.device, r.event()) for r in rows]
+        return [(r.received_at, Scan(r.clinic, r.device, r.event())) for r in rows]
+
+
+class WasteProfileSwitchRow(Base):
+    """The waste profile in force from ``at`` on, and who switched it (``chainwatch waste profile``)."""
+
+    __tablename__ = "waste_profile_switch"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Double)
+    name: Mapped[str] = mapped_column(String(64))
+    by: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+def init_profile_switch_table(engine: Engine) -> None:
+    Base.metadata.create_all(engine, tables=[Base.metadata.tables["waste_profile_switch"]])
+
+
+def switch_profile(engine: Engine, name: str, by: str, at: float, note: str | None = None) -> None:
+    init_profile_switch_table(engine)
+    with Session(engine) as s, s.begin():
+        s.add(WasteProfileSwitchRow(at=at, name=name, by=by, note=note))
+
+
+def profile_switches(engine: Engine) -> list[WasteProfileSwitchRow]:
+    init_profile_switch_table(engine)
+    with Session(engine) as s:
+        rows = list(s.scalars(select(WasteProfileSwitchRow).order_by(WasteProfileSwitchRow.id)))
+        s.expunge_all()
+        return rows
+
+
+def profile_in_force(engine: Engine, default: str) -> str:
+    """The last switch's profile, or the registry's when nobody switched."""
+    with Session(engine) as s:
+        name = s.scalar(select(WasteProfileSwitchRow.name).order_by(WasteProfileSwitchRow.id.desc()).limit(1))
+    return name or default

@@ -129,3 +129,22 @@ def test_the_command_line(tmp_path: Path) -> None:
     bad = subprocess.run([*run[:5], str(tmp_path / "none.jsonl")], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.strip().endswith("none.jsonl: no such file")
     assert "Traceback" not in bad.stderr
+
+
+def test_switching_the_profile_is_recorded(tmp_path: Path) -> None:
+    from alerting.waste.profile_cli import profile_main
+    from core.db import make_engine
+    from core.settings import Settings
+    from core.waste_store import profile_in_force, profile_switches
+
+    settings = Settings(_env_file=None, data_dir=tmp_path)
+    out = io.StringIO()
+    profile_main(settings, None, "x", None, out)
+    assert out.getvalue().startswith("in force: national (the registry's)")
+    profile_main(settings, "epidemic", "bureau-duty1", "流感疫情", io.StringIO())
+    sql = make_engine(settings.sql_url)
+    assert profile_in_force(sql, "national") == "epidemic"
+    (switch,) = profile_switches(sql)
+    assert (switch.name, switch.by, switch.note) == ("epidemic", "bureau-duty1", "流感疫情")
+    with pytest.raises(ReplayError, match="unknown waste profile 'lax'"):
+        profile_main(settings, "lax", "x", None, io.StringIO())

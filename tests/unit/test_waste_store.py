@@ -107,5 +107,8 @@ def test_what_the_rules_rebuild_from(tmp_path: Path) -> None:
     store_waste_events(e, scans(ev("generated", 0, bag="open")), T0 + H)
     store_waste_events(e, scans(ev("generated", 0, 2.5, event_id="open-generated", bag="open")), T0 + 2 * H)
     got = scans_to_rebuild(e, T0 + 30 * 86400)  # a month later: the closed bag is no longer needed
-    assert [(sc.event.bag_id, sc.event.weight_kg) for sc in got] == [("open", 2.0), ("open", 2.5)]
+    assert [(sc.event.bag_id, sc.event.weight_kg, at) for at, sc in got] == [
+        ("open", 2.0, T0 + H),
+        ("open", 2.5, T0 + 2 * H),
+    ]
     assert len(scans_to_rebuild(e, T0 + 3 * 86400)) == 4
