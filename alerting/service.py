@@ -45,13 +45,20 @@ from alerting.sinks import alert_line, alert_payload, alert_topic
 from alerting.store import init_alert_tables
 from alerting.waste.engine import WasteEngine, schedule_from
 from alerting.waste.profiles import all_profiles
+from alerting.waste.scanners import ScannerWatch
 from core.clock import Clock, SystemClock
 from core.db import ClinicRow, DistrictRow, EquipmentRow, PersonRow, TownshipRow, init_db, make_engine
 from core.influx import InfluxClient, InfluxError
 from core.mqtt import connect_persistent, persistent_client
 from core.profiles import profile_settings
-from core.protocol import Kind, Limits, ProtocolError, parse_telemetry, parse_topic, parse_waste
-from core.registry_store import ensure_registry, equipment_list, profile_overrides, waste_registry
+from core.protocol import Kind, Limits, ProtocolError, parse_status, parse_telemetry, parse_topic, parse_waste
+from core.registry_store import (
+    ensure_registry,
+    equipment_list,
+    profile_overrides,
+    waste_registry,
+    waste_scanners,
+)
 from core.settings import Settings
 from core.waste_store import init_waste_tables, profile_in_force, scans_to_rebuild
 
@@ -135,6 +142,7 @@ class AlertingService:
             {c: schedule_from(days, by) for c, (days, by) in wreg.pickups.items()},
             self.waste_profiles[profile_in_force(self.sql, wreg.profile)],
         )
+        self.scanners = ScannerWatch.of(waste_scanners(self.sql))
         self.waste_watermark: float | None = None  # the newest scan time heard
         self.waste_heard_at: float | None = None  # when (service clock) a scan was last heard
         self.waste_judged = 0.0  # the time the waste timers were last judged at (never goes back)
@@ -250,7 +258,7 @@ class AlertingService:
         if rc.is_failure:
             log.error("MQTT broker refused the connection: %s", rc)
             return
-        client.subscribe([("cw/v1/+/+/telemetry", 1), ("cw/v1/+/+/waste", 1)])
+        client.subscribe([("cw/v1/+/+/telemetry", 1), ("cw/v1/+/+/waste", 1), ("cw/v1/+/+/status", 1)])
         log.info("connected to %s as %s", self.settings.mqtt_url, self.settings.alerting_client_id)
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
@@ -271,6 +279,11 @@ class AlertingService:
                     self.waste_watermark = max(self.waste_watermark or newest, newest)
                     self.waste_heard_at = now
                     self.handle([d for ev in scans for d in self.waste.add(topic.clinic, ev)])
+            elif topic.kind is Kind.status:
+                st = parse_status(msg.payload, now, self.limits)
+                with self.lock:
+                    at = self._waste_time(now)
+                    self.handle(self.scanners.status(topic.device, st.state == "online", at))
             else:
                 raise ProtocolError("bad_topic", f"not a topic the rules read: {topic.kind}")
         except ProtocolError:
@@ -283,7 +296,8 @@ class AlertingService:
             self.stats.ticks += 1
             self.handle(self.engine.tick(now))
             self._waste_profile()
-            self.handle(self.waste.tick(self._waste_time(now)))
+            waste_now = self._waste_time(now)
+            self.handle(self.waste.tick(waste_now) + self.scanners.tick(waste_now))
             if self.settings.alerting_checks:
                 self.handle(self._check_decisions(now))
 

@@ -239,3 +239,13 @@ def waste_registry(engine: Engine) -> WasteRegistry:
         district = s.scalars(select(DistrictRow)).first()
         profiles = {r.name: json.loads(r.settings) for r in s.scalars(select(WasteProfileDefRow))}
     return WasteRegistry(pickups, (district.waste_profile if district else None) or "national", profiles)
+
+
+def waste_scanners(engine: Engine) -> list[tuple[str, str | None]]:
+    """Every waste scanner: (device id, its clinic), a plant's with no clinic."""
+    with Session(engine) as s:
+        clinic = [
+            (d.id, d.clinic_id) for d in s.scalars(select(DeviceRow).where(DeviceRow.kind == "waste_scanner"))
+        ]
+        plant: list[tuple[str, str | None]] = [(d, None) for d in s.scalars(select(WasteSiteDeviceRow.id))]
+    return clinic + plant

@@ -380,3 +380,21 @@ def test_every_waste_decision_has_a_short_text_in_both_languages() -> None:
             assert segments(text) <= 2, (len(text), text)
         if d.clinic == CLINIC:
             assert "清水镇卫生院" in render(d, "zh-CN", names)
+
+
+def test_a_scanner_offline_for_15_minutes_raises_device_offline() -> None:
+    from alerting.waste.scanners import ScannerWatch
+
+    w = ScannerWatch.of([("qingshui-scan1", CLINIC), ("plant-scan1", None)])
+    assert w.status("qingshui-gw1", False, T0) == []  # a gateway: judged from its readings elsewhere
+    assert w.status("qingshui-scan1", False, T0) == []
+    assert w.tick(T0 + 899) == []
+    (fired,) = w.tick(T0 + 20 * 60)
+    assert (fired.rule.value, fired.subject, fired.clinic, fired.time, fired.action) == (
+        "device_offline", "qingshui-scan1", CLINIC, T0 + 900, Action.fire,
+    )  # fmt: skip
+    assert w.tick(T0 + 3600) == []
+    (cleared,) = w.status("qingshui-scan1", True, T0 + 2 * H)
+    assert (cleared.action, cleared.time) == (Action.clear, T0 + 2 * H)
+    assert w.status("plant-scan1", False, T0) == [] and w.status("plant-scan1", True, T0 + 600) == []
+    assert w.tick(T0 + 3 * H) == []  # back within 15 min: nothing
