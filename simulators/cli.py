@@ -2,7 +2,10 @@
 
 ``core.cli`` imports ``add_simulate_arguments`` and ``simulate_main``. Progress goes to stderr about
 every 5 s; at the end the ``SimulationResult`` is printed as one JSON line on stdout. Errors are raised
-as ``SimulateError`` with a one-line message (``core.cli`` prints it). Waste scanners are not simulated.
+as ``SimulateError`` with a one-line message (``core.cli`` prints it). With ``--waste`` the clinics'
+waste scanners and the plant's publish the medical-waste chain of custody too (``simulators.waste``):
+the result then has a ``waste`` object, the ground truth of the waste anomalies in the scenario, and
+``--waste-jsonl FILE`` keeps every published waste event (one JSON object per line).
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 
@@ -35,6 +39,7 @@ from simulators.scenario import (
     parse_duration,
     resolve_events,
 )
+from simulators.waste import WasteFlow, WasteMessage, WasteSites, build_sites, jsonl_lines
 
 FUTURE_START_TOLERANCE_S = 5.0
 MAX_AGE_S = 390 * 86400.0  # the collector refuses readings older than 400 days (core.protocol.Limits)
@@ -72,6 +77,17 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FILE",
         help="registry YAML (default: settings, else the demo district)",
+    )
+    parser.add_argument(
+        "--waste",
+        action="store_true",
+        help="also simulate the medical-waste chain of custody (clinic and plant waste scanners)",
+    )
+    parser.add_argument(
+        "--waste-jsonl",
+        default=None,
+        metavar="FILE",
+        help="write every published waste event to FILE, one JSON object per line (implies --waste)",
     )
     if hasattr(parser, "_negative_number_matcher"):
         parser._negative_number_matcher = _RELATIVE_OR_NEGATIVE
@@ -130,6 +146,22 @@ class Plan:
     speed: float
     seed: int
     scenario_name: str | None
+    waste: WasteSites | None = None  # --waste: who scans the waste
+    waste_jsonl: Path | None = None
+
+    @property
+    def telemetry_events(self) -> tuple[ResolvedEvent, ...]:
+        return tuple(e for e in self.events if not e.waste)
+
+    def waste_flow(self, on_publish: Callable[[WasteMessage], None] | None = None) -> WasteFlow | None:
+        """The waste flow of this plan (None without --waste); ``ScenarioError`` for an anomaly that
+        does not fit the registry."""
+        if self.waste is None:
+            return None
+        end = None if self.duration is None else self.start + self.duration
+        return WasteFlow(
+            self.waste, seed=self.seed, start=self.start, end=end, events=self.events, on_publish=on_publish
+        )
 
 
 def plan_simulation(args: argparse.Namespace, settings: Settings, now: float) -> Plan:
@@ -169,7 +201,33 @@ def plan_simulation(args: argparse.Namespace, settings: Settings, now: float) ->
         except ScenarioError as exc:
             raise SimulateError(str(exc)) from None
         scenario_name = scenario.name
-    return Plan(district, tuple(events), start, duration, args.speed, args.seed, scenario_name)
+    jsonl = getattr(args, "waste_jsonl", None)
+    waste: WasteSites | None = None
+    if getattr(args, "waste", False) or jsonl:
+        try:
+            waste = build_sites(registry, district.clinics)
+        except ValueError as exc:
+            raise SimulateError(str(exc)) from None
+    else:
+        anomaly = next((e for e in events if e.waste), None)
+        if anomaly is not None:
+            raise SimulateError(f"{anomaly.where}: {anomaly.kind} is a waste anomaly: add --waste")
+    plan = Plan(
+        district,
+        tuple(events),
+        start,
+        duration,
+        args.speed,
+        args.seed,
+        scenario_name,
+        waste,
+        Path(jsonl) if jsonl else None,
+    )
+    try:
+        plan.waste_flow()  # checks the waste anomalies against the registry
+    except ScenarioError as exc:
+        raise SimulateError(str(exc)) from None
+    return plan
 
 
 class ProgressPrinter:
@@ -201,10 +259,28 @@ class ProgressPrinter:
 def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
     clock = SystemClock()
     plan = plan_simulation(args, settings, clock.now())
+    jsonl: TextIO | None = None
+    if plan.waste_jsonl is not None:
+        try:
+            jsonl = plan.waste_jsonl.open("w", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            raise SimulateError(
+                f"--waste-jsonl {plan.waste_jsonl}: cannot write it ({exc.strerror})"
+            ) from None
+
+    def _write(message: WasteMessage) -> None:
+        assert jsonl is not None
+        for line in jsonl_lines(message):
+            jsonl.write(line + "\n")
+
+    waste = plan.waste_flow(_write if jsonl is not None else None)
+    devices = plan.district.device_refs() + (plan.waste.device_refs() if plan.waste is not None else [])
     publisher = MqttPublisher(settings.mqtt_host, settings.mqtt_port, clock=clock)
     try:
-        publisher.connect(plan.district.device_refs())
+        publisher.connect(devices)
     except PublishError as exc:
+        if jsonl is not None:
+            jsonl.close()
         raise SimulateError(str(exc)) from None
 
     stop = threading.Event()
@@ -214,13 +290,14 @@ def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
         start=plan.start,
         duration=plan.duration,
         speed=plan.speed,
-        events=plan.events,
+        events=plan.telemetry_events,
         sink=publisher,
         clock=clock,
         sleep=stop.wait,
         stop=stop,
         progress=ProgressPrinter(),
         scenario_name=plan.scenario_name,
+        waste=waste,
     )
     previous: dict[int, Any] = {}
 
@@ -242,6 +319,8 @@ def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         publisher.close()
+        if jsonl is not None:
+            jsonl.close()
     print(result.to_json(), flush=True)
     if failure:
         raise SimulateError(f"{failure}; the counts above include them")

@@ -3,7 +3,8 @@ an injected clock, samples handed to the gateways and their messages to a sink.
 
 What is simulated: every refrigerator and freezer of the first N clinics of a registry and the gateways
 whose probes measure them (other equipment, such as cold boxes and waste stores, is left out). Waste
-scanners are not simulated: no waste events are published.
+scanners are simulated by ``simulators.waste`` when one is given (``waste``, a ``SideStream``): its
+messages are published at their own times, between the gateways' ticks, paced like them.
 
 Time: the model advances in ticks of the greatest common divisor of the gateways' sampling intervals
 (sub-stepped to at most 10 s), on a grid of whole multiples of the tick, so a gateway with a 60 s
@@ -24,6 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import reduce
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -53,6 +55,16 @@ _FAULT_CODES = {
     FaultKind.reset: Fault.reset,
     FaultKind.stuck: Fault.stuck,
 }
+
+
+class SideStream(Protocol):
+    """Messages scheduled at their own simulated times beside the gateways' (``simulators.waste``)."""
+
+    def next_time(self) -> float: ...  # when the next message is due; math.inf: no more
+
+    def publish_next(self, sink: Sink) -> None: ...  # publish every message due at next_time()
+
+    def summary(self, end: float) -> dict[str, Any]: ...
 
 
 # ------------------------------------------------------------------ what is simulated
@@ -250,9 +262,13 @@ class SimulationResult:
     end: str
     seed: int
     scenario: str | None = None
+    waste: dict[str, Any] | None = None  # simulators.waste summary; left out of the JSON when None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        doc = asdict(self)
+        if doc["waste"] is None:
+            del doc["waste"]
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +308,7 @@ class Simulation:
         progress_every_s: float = 5.0,
         buffer_s: float | None = None,
         scenario_name: str | None = None,
+        waste: SideStream | None = None,
     ) -> None:
         if speed < 0 or not math.isfinite(speed):
             raise ValueError(f"speed {speed} must be 0 (as fast as possible) or positive")
@@ -309,6 +326,8 @@ class Simulation:
         self.progress = progress
         self.progress_every_s = progress_every_s
         self.scenario_name = scenario_name
+        self.waste = waste
+        self._side_last = -math.inf  # the time of the last side message published
 
         self.tick = float(reduce(math.gcd, (d.interval_s for d in district.devices)))
         self.substeps = max(1, math.ceil(self.tick / MAX_STEP_S - 1e-9))
@@ -417,9 +436,15 @@ class Simulation:
         self.sink.publish(status_topic(d.clinic, d.device), status_payload(state, t), retain=True)
         self.status_messages += 1
 
+    def _side_time(self) -> float:
+        if self.waste is None:
+            return math.inf
+        t = self.waste.next_time()
+        return t if self.end is None or t < self.end else math.inf
+
     @property
     def finished(self) -> bool:
-        return self.end is not None and self.next_tick >= self.end
+        return self.end is not None and self.next_tick >= self.end and self._side_time() == math.inf
 
     # -------------------------------------------------------------- pacing
 
@@ -439,6 +464,12 @@ class Simulation:
                 self.progress(self._progress(now - wall0, sim0))
             target = now if self.speed == 0 else min(self.start + (now - wall0) * self.speed, now)
             T = self.next_tick
+            side = self._side_time()
+            if side < T and side <= target:
+                assert self.waste is not None
+                self.waste.publish_next(self.sink)
+                self._side_last = side
+                continue
             if T <= target:
                 self._tick()
                 if self.t - self.last_sync >= SYNC_EVERY_S:
@@ -448,6 +479,7 @@ class Simulation:
                     self.sink.flush()
                     self.last_sync = self.t
                 continue
+            T = min(T, side)
             wake = T if self.speed == 0 else max(wall0 + (T - self.start) / self.speed, T)
             self.sleep(min(max(wake - now, 0.001), self.progress_every_s))
         if self.progress is not None:
@@ -467,10 +499,7 @@ class Simulation:
 
     def result(self) -> SimulationResult:
         c = self.counts()
-        if self.finished and self.end is not None:
-            end = self.end
-        else:
-            end = max(self.start, self.t + 1.0) if self.t >= self.start else self.start
+        end = self._end_time()
         return SimulationResult(
             messages=c.messages,
             temperature_readings=c.temperature_readings,
@@ -486,4 +515,13 @@ class Simulation:
             end=iso_utc(end),
             seed=self.seed,
             scenario=self.scenario_name,
+            waste=None if self.waste is None else self.waste.summary(end),
         )
+
+    def _end_time(self) -> float:
+        """The end of what was simulated: ``start + duration`` when finished, else just after the last
+        tick."""
+        if self.finished and self.end is not None:
+            return self.end
+        last = max(self.t, self._side_last)
+        return max(self.start, last + 1.0) if last >= self.start else self.start

@@ -16,7 +16,7 @@ A scenario is YAML::
         duration: 3h
         fault: disconnected   # disconnected (reads -127.0) | reset (85.0) | stuck (same value)
 
-Kinds and the fields they take (``clinic``, ``at`` and ``duration`` always):
+Kinds and the fields they take (``clinic``, ``at`` and ``duration`` always for these):
 
 - ``power_cut``: the mains of the whole clinic fail: no appliance cools, every gateway runs on its
   battery (reports ``mains`` false, the battery drains, a flat battery silences the gateway until the
@@ -29,11 +29,28 @@ Kinds and the fields they take (``clinic``, ``at`` and ``duration`` always):
 - ``ambient``: the room around the appliances is at ``ambient_c`` °C (−40…55) instead of following
   the daily curve.
 
+Waste anomalies (``chainwatch simulate --waste``; see ``simulators/waste.py``) take one clinic (a
+number or an id, not ``all``), ``at``, no ``equipment`` and no ``duration`` unless said:
+
+- ``missed_pickup``: on the local day of ``at`` the transporter comes ``late_h`` hours (default 6,
+  at most 12) after the clinic's pickup time instead of before it.
+- ``lost_bag``: one bag of the first pickup at or after ``at`` never reaches the plant.
+- ``weight_loss``: one bag of the first pickup at or after ``at`` arrives ``loss_pct`` % lighter
+  (default 30; 6…95).
+- ``duplicate_scan``: the ``stored`` scan of the first bag stored at or after ``at`` is sent again
+  with the same ``event_id`` and 0.4 kg more.
+- ``out_of_order_scan``: the first bag handed over at or after ``at`` gets a ``stored`` scan after it.
+- ``refused_bag``: the plant refuses one bag of the first pickup at or after ``at``
+  (``refusal_reason``, optional).
+- ``scanner_offline``: the clinic's waste scanner cannot publish for ``duration`` (at most 20 h).
+- ``resend``: the first ``count`` (1…500, required) waste events of the clinic published at or after
+  ``at`` are delivered twice (same ``event_id``, same content).
+
 Time forms for ``at`` (clinic local time is UTC+8):
 
 - ``"14:00"`` or ``"14:00:30"``: that local time on the first simulated day (the local date of the
   simulation start; it may lie before the start, then only the part after the start is simulated);
-- ``"day 2 14:00"``: that local time on the second simulated day;
+- ``"day 2 14:00"``: that local time on the second simulated day; ``"day 2"``: its midnight;
 - ``"+3h"``: that long after the simulation start;
 - ``"2026-11-20T06:00:00Z"``: ISO 8601 with ``Z`` or an offset such as ``+08:00``.
 
@@ -80,6 +97,15 @@ class Kind(StrEnum):
     network_loss = "network_loss"
     probe_fault = "probe_fault"
     ambient = "ambient"
+    # waste anomalies (simulators/waste.py)
+    missed_pickup = "missed_pickup"
+    lost_bag = "lost_bag"
+    weight_loss = "weight_loss"
+    duplicate_scan = "duplicate_scan"
+    out_of_order_scan = "out_of_order_scan"
+    refused_bag = "refused_bag"
+    scanner_offline = "scanner_offline"
+    resend = "resend"
 
 
 class FaultKind(StrEnum):
@@ -89,12 +115,40 @@ class FaultKind(StrEnum):
 
 
 CLINIC_WIDE = {Kind.power_cut, Kind.network_loss}
+WASTE_KINDS = frozenset(
+    {
+        Kind.missed_pickup,
+        Kind.lost_bag,
+        Kind.weight_loss,
+        Kind.duplicate_scan,
+        Kind.out_of_order_scan,
+        Kind.refused_bag,
+        Kind.scanner_offline,
+        Kind.resend,
+    }
+)
+SCANNER_OFFLINE_MAX_S = 20 * 3600.0
+LATE_H_DEFAULT = 6.0
+LATE_H_MAX = 12.0  # with a pickup the day before, the oldest bag then waits < 36 h (storage warning)
+LOSS_PCT_DEFAULT = 30.0
+LOSS_PCT_MIN = 6.0  # a smaller loss hides in the scale's tolerance (5 %)
+LOSS_PCT_MAX = 95.0
+RESEND_MAX = 500
+REFUSAL_REASON_DEFAULT = "damaged packaging"
+# the fields only one kind takes
+_OWN_FIELDS = {
+    "late_h": Kind.missed_pickup,
+    "loss_pct": Kind.weight_loss,
+    "refusal_reason": Kind.refused_bag,
+    "count": Kind.resend,
+}
 
 # ------------------------------------------------------------------ durations and times
 
 _NUM = r"(\d+(?:\.\d+)?)"
 _DURATION_RE = re.compile(rf"^(?:{_NUM}d)?(?:{_NUM}h)?(?:{_NUM}m)?(?:{_NUM}s)?$")
 _CLOCK_RE = re.compile(r"^(?:day\s+(\d+)\s+)?([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
+_DAY_RE = re.compile(r"^day\s+(\d+)$")
 
 
 def parse_duration(value: str | float) -> float:
@@ -148,6 +202,11 @@ def parse_when(value: str) -> When:
             raise ValueError(f"{value!r}: days count from 1 (the first simulated day)")
         secs = int(m.group(2)) * 3600 + int(m.group(3)) * 60 + int(m.group(4) or 0)
         return When(day=day, seconds_of_day=float(secs))
+    m = _DAY_RE.match(text)
+    if m:
+        if int(m.group(1)) < 1:
+            raise ValueError(f"{value!r}: days count from 1 (the first simulated day)")
+        return When(day=int(m.group(1)))
     if re.match(r"^\d{4}-\d\d-\d\d", text):
         try:
             parsed = datetime.fromisoformat(text)
@@ -169,9 +228,13 @@ class Event(BaseModel):
     clinic: StrictInt | StrictStr
     equipment: StrictStr | None = None
     at: StrictStr
-    duration: StrictStr | StrictInt | StrictFloat
+    duration: StrictStr | StrictInt | StrictFloat | None = None
     fault: FaultKind | None = None
     ambient_c: StrictFloat | StrictInt | None = None
+    late_h: StrictFloat | StrictInt | None = None
+    loss_pct: StrictFloat | StrictInt | None = None
+    refusal_reason: StrictStr | None = None
+    count: StrictInt | None = None
 
     @field_validator("clinic")
     @classmethod
@@ -190,12 +253,21 @@ class Event(BaseModel):
 
     @field_validator("duration")
     @classmethod
-    def _duration(cls, value: str | float) -> str | float:
-        parse_duration(value)
+    def _duration(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            parse_duration(value)
         return value
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> Event:
+        for name, owner in _OWN_FIELDS.items():
+            if getattr(self, name) is not None and self.kind != owner:
+                raise ValueError(f"'{name}' belongs to {owner} events, not {self.kind}")
+        if self.kind in WASTE_KINDS:
+            self._check_waste()
+            return self
+        if self.duration is None:
+            raise ValueError(f"{self.kind} needs 'duration' (e.g. 45s, 90m, 6h)")
         if self.kind in CLINIC_WIDE and self.equipment is not None:
             hint = " (use kind: unplugged for one appliance)" if self.kind == Kind.power_cut else ""
             raise ValueError(f"{self.kind} affects the whole clinic: remove 'equipment'{hint}")
@@ -214,9 +286,46 @@ class Event(BaseModel):
             raise ValueError(f"'ambient_c' belongs to ambient events, not {self.kind}")
         return self
 
+    def _check_waste(self) -> None:
+        kind = self.kind
+        if self.clinic == "all":
+            raise ValueError(f"{kind} happens at one clinic: give its number or id, not 'all'")
+        if self.equipment is not None:
+            raise ValueError(f"{kind} concerns waste, not equipment: remove 'equipment'")
+        if self.fault is not None:
+            raise ValueError(f"'fault' belongs to probe_fault events, not {kind}")
+        if self.ambient_c is not None:
+            raise ValueError(f"'ambient_c' belongs to ambient events, not {kind}")
+        if kind == Kind.scanner_offline:
+            if self.duration is None:
+                raise ValueError("scanner_offline needs 'duration' (at most 20h)")
+            if self.seconds > SCANNER_OFFLINE_MAX_S:
+                raise ValueError(f"scanner_offline lasts at most 20h, not {self.duration}")
+        elif self.duration is not None:
+            raise ValueError(f"'duration' does not apply to {kind} (only scanner_offline has one)")
+        if self.late_h is not None and not 0 < self.late_h <= LATE_H_MAX:
+            raise ValueError(
+                f"late_h {self.late_h} is not within 0…{LATE_H_MAX:.0f} h (later, bags would wait 36 h)"
+            )
+        if self.loss_pct is not None and not LOSS_PCT_MIN <= self.loss_pct <= LOSS_PCT_MAX:
+            raise ValueError(
+                f"loss_pct {self.loss_pct} is not within {LOSS_PCT_MIN:.0f}…{LOSS_PCT_MAX:.0f} % "
+                "(a smaller loss is within the scale's 5 % tolerance)"
+            )
+        reason = self.refusal_reason
+        if reason is not None and (
+            not reason.strip() or len(reason) > 200 or any(c in reason for c in "\r\n\t\x00")
+        ):
+            raise ValueError("refusal_reason must be 1…200 characters on one line")
+        if kind == Kind.resend:
+            if self.count is None:
+                raise ValueError("resend needs 'count' (how many events are delivered twice)")
+            if not 1 <= self.count <= RESEND_MAX:
+                raise ValueError(f"count {self.count} is not within 1…{RESEND_MAX}")
+
     @property
     def seconds(self) -> float:
-        return parse_duration(self.duration)
+        return 0.0 if self.duration is None else parse_duration(self.duration)
 
     @property
     def when(self) -> When:
@@ -265,7 +374,10 @@ def _message(error: Any) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if error["type"] == "extra_forbidden":
-        msg = "unknown field (known: kind, clinic, equipment, at, duration, fault, ambient_c)"
+        msg = (
+            "unknown field (known: kind, clinic, equipment, at, duration, fault, ambient_c, late_h, "
+            "loss_pct, refusal_reason, count)"
+        )
         if len(error["loc"]) == 1:
             msg = "unknown field (known: name, description, events)"
     elif error["type"] == "missing":
@@ -328,6 +440,16 @@ class ResolvedEvent:
     fault: FaultKind | None = None
     ambient_c: float | None = None
     label: str = ""
+    # waste anomalies
+    late_h: float | None = None
+    loss_pct: float | None = None
+    refusal_reason: str | None = None
+    count: int | None = None
+    where: str = ""  # FILE:events[i], to name the event in errors found later
+
+    @property
+    def waste(self) -> bool:
+        return self.kind in WASTE_KINDS
 
     def active(self, t: float) -> bool:
         return self.start <= t < self.end
@@ -395,9 +517,22 @@ def resolve_events(
                 fault=ev.fault,
                 ambient_c=None if ev.ambient_c is None else float(ev.ambient_c),
                 label=f"events[{i}] {ev.kind}",
+                late_h=_waste_default(ev.late_h, ev.kind, Kind.missed_pickup, LATE_H_DEFAULT),
+                loss_pct=_waste_default(ev.loss_pct, ev.kind, Kind.weight_loss, LOSS_PCT_DEFAULT),
+                refusal_reason=(
+                    ev.refusal_reason or REFUSAL_REASON_DEFAULT if ev.kind == Kind.refused_bag else None
+                ),
+                count=ev.count,
+                where=where,
             )
         )
     return out
+
+
+def _waste_default(value: float | None, kind: Kind, owner: Kind, default: float) -> float | None:
+    if kind != owner:
+        return None
+    return default if value is None else float(value)
 
 
 def iso_utc(t: float) -> str:
