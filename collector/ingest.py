@@ -38,7 +38,10 @@ class Batch:
     dead: list[DeadLetter] = field(default_factory=list)
     acks: list[Hashable] = field(default_factory=list)
     notices: dict[tuple[str, str, str], Notice] = field(default_factory=dict)
-    waste: list[Scan] = field(default_factory=list)  # waste scans, for the SQL bag history
+    # waste scans and their InfluxDB lines: the lines join ``lines`` once SQL has said which scans are
+    # conflicts (an event id seen before with other content: kept in SQL, not written over the first)
+    waste: list[Scan] = field(default_factory=list)
+    waste_lines: list[str] = field(default_factory=list)
     readings: int = 0  # temperature readings (incl. flagged ones) in lines
     messages: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -77,7 +80,7 @@ class Ingestor:
                 self._notice(batch, t.clinic, t.device, "unregistered_probe", tm)
         elif t.kind is Kind.waste:
             for ev in parse_waste(payload, now, self.limits):
-                batch.lines.append(waste_line(ev, t.clinic, t.device, reg))
+                batch.waste_lines.append(waste_line(ev, t.clinic, t.device, reg))
                 batch.waste.append(Scan(t.clinic, t.device, ev))
             if reg is None:
                 self._notice(batch, t.clinic, t.device, "unregistered_device", None)
@@ -125,7 +128,7 @@ class Batcher:
                 b.started = self._monotonic()
             self.ingestor.add(topic, payload, b)
             b.acks.append(ack)
-            if len(b.lines) + len(b.dead) >= self.max_lines:
+            if len(b.lines) + len(b.waste_lines) + len(b.dead) >= self.max_lines:
                 return self._swap()
             return None
 

@@ -156,6 +156,10 @@ class Collector:
                     self.client.ack(mid, qos)
 
     def _make_durable(self, batch: Batch) -> None:
+        if batch.waste:  # SQL first: it knows which scans conflict with one already kept
+            conflicts = store_waste_events(self.engine, batch.waste, self.clock.now()).conflicts
+            batch.lines.extend(line for i, line in enumerate(batch.waste_lines) if i not in conflicts)
+            batch.waste_lines.clear()
         body = batch.body()
         if body:
             written = False
@@ -177,7 +181,6 @@ class Collector:
                 self.stats.batches_spooled += 1
             self.stats.lines_written += len(batch.lines)
             self.stats.readings_written += batch.readings
-        store_waste_events(self.engine, batch.waste, self.clock.now())
         store_dead_letters(self.engine, batch.dead)
         record_notices(self.engine, batch.notices, self.clock.now())
         self.stats.messages += batch.messages

@@ -177,7 +177,7 @@ def device_tags(engine: Engine) -> dict[tuple[str, str], DeviceTags]:
         probes: dict[str, dict[str, str]] = {}
         for dev, probe, eq in s.execute(select(EquipmentRow.device_id, EquipmentRow.probe, EquipmentRow.id)):
             probes.setdefault(dev, {})[probe] = eq
-        plant_devices = list(s.scalars(select(WasteSiteDeviceRow.id)))
+        plant_devices = [(d.id, d.site_id) for d in s.scalars(select(WasteSiteDeviceRow))]
         clinics = s.execute(
             select(ClinicRow.id, TownshipRow.id, TownshipRow.district_id).join(TownshipRow)
         ).all()
@@ -185,10 +185,12 @@ def device_tags(engine: Engine) -> dict[tuple[str, str], DeviceTags]:
         (clinic, dev): DeviceTags(district, township, clinic, probes.get(dev, {}))
         for dev, clinic, township, district in rows
     }
-    # a plant's scanners publish on the topic of each bag's clinic: known under every clinic
-    for dev in plant_devices:
+    # a plant's scanners publish scans on the topic of each bag's clinic (known under every clinic),
+    # and their status under the plant's own id
+    for dev, plant in plant_devices:
         for clinic, township, district in clinics:
             tags.setdefault((clinic, dev), DeviceTags(district, township, clinic, {}))
+        tags.setdefault((plant, dev), DeviceTags(clinics[0][2] if clinics else "", "", plant, {}))
     return tags
 
 

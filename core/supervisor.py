@@ -77,7 +77,7 @@ def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
             "simulator",
             # speed 0: the backfill as fast as possible, then live (simulated time never runs
             # ahead of the wall clock)
-            _chainwatch("simulate", "--clinics", str(clinics), "--speed", "0", f"--start={start}"),
+            _chainwatch("simulate", "--clinics", str(clinics), "--speed", "0", f"--start={start}", "--waste"),
             restart=False,
         ),
     ]

@@ -143,12 +143,19 @@ def init_waste_tables(engine: Engine) -> None:
     )
 
 
-def store_waste_events(engine: Engine, scans: Sequence[Scan], now: float) -> int:
-    """Store the scans of a batch (new ones only) and recompute their bags. Returns how many rows were
-    new. One transaction: all of it or nothing."""
+@dataclass(frozen=True, slots=True)
+class Stored:
+    new: int  # rows added
+    conflicts: frozenset[int]  # indices (in the batch) of scans whose event id was kept with other content
+
+
+def store_waste_events(engine: Engine, scans: Sequence[Scan], now: float) -> Stored:
+    """Store the scans of a batch (new ones only) and recompute their bags. One transaction: all of it
+    or nothing."""
     if not scans:
-        return 0
+        return Stored(0, frozenset())
     new = 0
+    conflicts: set[int] = set()
     with Session(engine) as s, s.begin():
         ids = {sc.event.event_id for sc in scans}
         known: dict[str, set[str]] = {}
@@ -159,10 +166,20 @@ def store_waste_events(engine: Engine, scans: Sequence[Scan], now: float) -> int
         ):
             known.setdefault(event_id, set()).add(fp)
         bags: set[str] = set()
-        for sc in scans:
+        first: dict[str, str] = {}  # event id -> fingerprint of the version kept first
+        for event_id, fp in s.execute(
+            select(WasteBagEventRow.event_id, WasteBagEventRow.fingerprint).where(
+                WasteBagEventRow.event_id.in_(ids), WasteBagEventRow.conflict.is_(False)
+            )
+        ):
+            first[event_id] = fp
+        for i, sc in enumerate(scans):
             ev = sc.event
             fp = fingerprint(ev)
             seen = known.setdefault(ev.event_id, set())
+            first.setdefault(ev.event_id, fp)
+            if first[ev.event_id] != fp:
+                conflicts.add(i)
             if fp in seen:
                 continue  # the same scan again (at-least-once delivery)
             s.add(
@@ -191,7 +208,7 @@ def store_waste_events(engine: Engine, scans: Sequence[Scan], now: float) -> int
         s.flush()
         for bag_id in bags:
             _update_bag(s, bag_id, now)
-    return new
+    return Stored(new, frozenset(conflicts))
 
 
 def _update_bag(s: Session, bag_id: str, now: float) -> None:

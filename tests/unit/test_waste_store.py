@@ -84,14 +84,21 @@ def test_a_bag_through_its_stages_in_any_arrival_order(tmp_path: Path) -> None:
 
 def test_the_same_scan_twice_is_one_row_and_other_content_is_kept_as_a_conflict(tmp_path: Path) -> None:
     e = engine(tmp_path)
-    assert store_waste_events(e, scans(ev("generated", 0), ev("generated", 0)), T0) == 1
-    assert store_waste_events(e, scans(ev("generated", 0)), T0 + 60) == 0
-    assert store_waste_events(e, scans(ev("generated", 0, 2.4)), T0 + 120) == 1  # same id, other weight
+    assert store_waste_events(e, scans(ev("generated", 0), ev("generated", 0)), T0).new == 1
+    assert store_waste_events(e, scans(ev("generated", 0)), T0 + 60).new == 0
+    other = store_waste_events(e, scans(ev("collected", 1), ev("generated", 0, 2.4)), T0 + 120)
+    assert (other.new, other.conflicts) == (2, frozenset({1}))  # same id, other weight: index 1
+    again = store_waste_events(e, scans(ev("generated", 0, 2.4), ev("generated", 0)), T0 + 180)
+    assert (again.new, again.conflicts) == (0, frozenset({0}))  # the conflict again, the first again
     with Session(e) as s:
         rows = list(s.scalars(select(WasteBagEventRow).order_by(WasteBagEventRow.id)))
-    assert [(r.weight_kg, r.conflict) for r in rows] == [(2.0, False), (2.4, True)]
+    assert [(r.stage, r.weight_kg, r.conflict) for r in rows] == [
+        ("generated", 2.0, False),
+        ("collected", 2.0, False),
+        ("generated", 2.4, True),
+    ]
     b = bag(e)
-    assert (b.generated_kg, b.scans, b.conflicts) == (2.0, 1, 1)  # the first version stands
+    assert (b.generated_kg, b.scans, b.conflicts) == (2.0, 2, 1)  # the first version stands
 
 
 def test_a_bag_refused_whole_closes_as_refused(tmp_path: Path) -> None:
