@@ -1,11 +1,13 @@
-"""The ChainWatch web app (FastAPI): for now the acknowledgement page an alert SMS links to.
+"""The ChainWatch web app (FastAPI): so far the acknowledgement page an alert SMS links to, the demo's
+SMS outbox and the read-only waste API.
 
-Layout, for what comes next (clinic status pages, district views, login, a REST API under ``/api``):
+Layout, for what comes next (clinic status pages, district views, login, more of the REST API):
 ``create_app`` builds one app with one SQLAlchemy engine (``app.state.engine``) and includes one router
-per area (``web.ack``: ``/a/{token}``); handlers get what they need through the ``Annotated``
-dependencies below (``SessionDep``, ``ClockDep``, ``SettingsDep``), so tests hand in a ``ManualClock``
-and a SQLite file. Pages are server-rendered Jinja2 (``web/templates``, autoescaped), strings in
-``web.i18n``.
+per area (``web.ack``: ``/a/{token}``; ``web.outbox``: ``/outbox``; ``web.api_waste``:
+``/api/waste/...``); handlers get what they need through the ``Annotated`` dependencies below
+(``SessionDep``, ``ClockDep``, ``SettingsDep``), so tests hand in a ``ManualClock`` and a SQLite file.
+Pages are server-rendered Jinja2 (``web/templates``, autoescaped), strings in ``web.i18n``; errors
+under ``/api`` are JSON ``{"error", "detail"}``.
 """
 
 from __future__ import annotations
@@ -16,13 +18,19 @@ import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import alerting.store  # noqa: F401  (registers the alert tables on Base for init_db)
 from alerting.notify.links import link_key
@@ -71,7 +79,7 @@ SessionDep = Annotated[Session, Depends(_session)]
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     """The app for ``settings`` (its database, created if need be); ``clock`` defaults to the system's."""
-    from web import ack, outbox  # here, not at the top: the routers import the dependencies above
+    from web import ack, api_waste, outbox  # here, not at the top: the routers import the dependencies above
 
     engine = make_engine(settings.sql_url)
     init_db(engine)  # registry, alert and ack_link tables
@@ -99,7 +107,62 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
     app.include_router(ack.router)
     app.include_router(outbox.router)
+    app.include_router(api_waste.router)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _server_error)
     return app
+
+
+# ---------------------------------------------------------------- errors under /api
+
+# Under /api every error is JSON ``{"error": "<code>", "detail": "<words>"}``; the pages keep FastAPI's
+# and Starlette's own error responses.
+
+ERROR_CODES = {422: "invalid_request", 500: "internal_error"}
+_LOCATIONS = {"query": "query parameter", "path": "path parameter", "header": "header", "body": "body"}
+
+
+def _is_api(request: Request) -> bool:
+    path = request.url.path
+    return path == "/api" or path.startswith("/api/")
+
+
+def api_error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    code = ERROR_CODES.get(status)
+    if code is None:
+        try:
+            code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+        except ValueError:
+            code = "error"
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if not _is_api(request):
+        return await http_exception_handler(request, exc)
+    detail = exc.detail if isinstance(exc.detail, str) else str(jsonable_encoder(exc.detail))
+    return api_error(exc.status_code, detail, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    if not _is_api(request):
+        return await request_validation_exception_handler(request, exc)
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        where = f"{_LOCATIONS.get(loc[0], loc[0])} {'.'.join(loc[1:])}".strip() if loc else "request"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return api_error(422, "; ".join(parts) or "invalid request")
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """Starlette still logs the exception and re-raises it; this only shapes the 500 response."""
+    if not _is_api(request):
+        return PlainTextResponse("Internal Server Error", status_code=500)  # Starlette's own
+    return api_error(500, "internal error: see the server log")
 
 
 # ---------------------------------------------------------------- serving
