@@ -43,6 +43,7 @@ from alerting.rules.engine import Engine
 from alerting.rules.types import Decision
 from alerting.sinks import alert_line, alert_payload, alert_topic
 from alerting.store import init_alert_tables
+from alerting.waste.clock import WasteClock
 from alerting.waste.engine import WasteEngine, schedule_from
 from alerting.waste.profiles import all_profiles
 from alerting.waste.scanners import ScannerWatch
@@ -51,7 +52,16 @@ from core.db import ClinicRow, DistrictRow, EquipmentRow, PersonRow, TownshipRow
 from core.influx import InfluxClient, InfluxError
 from core.mqtt import connect_persistent, persistent_client
 from core.profiles import profile_settings
-from core.protocol import Kind, Limits, ProtocolError, parse_status, parse_telemetry, parse_topic, parse_waste
+from core.protocol import (
+    Kind,
+    Limits,
+    ProtocolError,
+    WasteEvent,
+    parse_status,
+    parse_telemetry,
+    parse_topic,
+    parse_waste,
+)
 from core.registry_store import (
     ensure_registry,
     equipment_list,
@@ -66,10 +76,6 @@ log = logging.getLogger("chainwatch.alerting")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job run
 
 REBUILD_S = 26 * 3600.0
-# While waste scans flow, the waste timers are judged at the newest scan's time (a replayed backlog
-# or a back-filled week arrives in seconds, in time order: a bag's next scan is still on its way, not
-# missing); once no scan has come for this long, at the clock's time.
-WASTE_IDLE_S = 900.0
 
 
 @dataclass
@@ -143,9 +149,7 @@ class AlertingService:
             self.waste_profiles[profile_in_force(self.sql, wreg.profile)],
         )
         self.scanners = ScannerWatch.of(waste_scanners(self.sql))
-        self.waste_watermark: float | None = None  # the newest scan time heard
-        self.waste_heard_at: float | None = None  # when (service clock) a scan was last heard
-        self.waste_judged = 0.0  # the time the waste timers were last judged at (never goes back)
+        self.waste_clock = WasteClock()  # the time the waste timers are judged at (alerting.waste.clock)
         self.dispatcher = dispatcher_from_settings(settings, self.sql, self.clock, self.names)
         self.notify_lock = threading.Lock()
         gc.collect()
@@ -275,15 +279,16 @@ class AlertingService:
             elif topic.kind is Kind.waste:
                 scans = parse_waste(msg.payload, now, self.limits)
                 with self.lock:
-                    newest = max(ev.ts for ev in scans)
-                    self.waste_watermark = max(self.waste_watermark or newest, newest)
-                    self.waste_heard_at = now
-                    self.handle([d for ev in scans for d in self.waste.add(topic.clinic, ev)])
+                    self.handle(self._waste_scans(topic.clinic, topic.device, scans, now))
             elif topic.kind is Kind.status:
                 st = parse_status(msg.payload, now, self.limits)
                 with self.lock:
                     at = self._waste_time(now)
-                    self.handle(self.scanners.status(topic.device, st.state == "online", at))
+                    decisions = self.scanners.tick(at)
+                    # a status's own time when newer (a device saying "offline" as it leaves); never
+                    # the future; a last will carries its connect time, older: the judged time then
+                    since = min(max(at, st.ts or at), now)
+                    self.handle(decisions + self.scanners.status(topic.device, st.state == "online", since))
             else:
                 raise ProtocolError("bad_topic", f"not a topic the rules read: {topic.kind}")
         except ProtocolError:
@@ -308,11 +313,24 @@ class AlertingService:
             log.info("waste profile: %s -> %s", self.waste.profile.name, name)
             self.waste.set_profile(self.waste_profiles[name])
 
+    def _waste_scans(
+        self, clinic: str, device: str, scans: Iterable[WasteEvent], now: float
+    ) -> list[Decision]:
+        """Scans in time order; whenever one is newer than all before it, the timers are judged at its
+        time first (as the replay command does): what fell due before a scan is decided before it, so
+        the outcome does not depend on how often the service ticks or how fast a backlog arrives."""
+        out: list[Decision] = []
+        for ev in sorted(scans, key=lambda e: e.ts):
+            before = self.waste_clock.judged
+            self.waste_clock.heard(device, ev.ts, now)
+            t = self._waste_time(now)
+            if t > before:
+                out += self.waste.tick(t) + self.scanners.tick(t)
+            out += self.waste.add(clinic, ev)
+        return out
+
     def _waste_time(self, now: float) -> float:
-        flowing = self.waste_heard_at is not None and now - self.waste_heard_at < WASTE_IDLE_S
-        t = self.waste_watermark if flowing and self.waste_watermark is not None else now
-        self.waste_judged = max(self.waste_judged, min(t, now))
-        return self.waste_judged
+        return self.waste_clock.time(now, self.scanners.offline())
 
     def _rebuild_waste(self) -> int:
         """The waste rules' state from the scans in SQL (open bags, and bags closed in the last week), in
@@ -320,14 +338,8 @@ class AlertingService:
         decisions: list[Decision] = []
         now = self.clock.now()
         scans = scans_to_rebuild(self.sql, now)
-        for _received_at, scan in scans:  # in arrival order, judged at the newest scan time so far
-            ts = scan.event.ts
-            if self.waste_watermark is None or ts > self.waste_watermark:
-                self.waste_watermark = ts
-                decisions += self.waste.tick(min(ts, now))
-            decisions += self.waste.add(scan.clinic, scan.event)
-        if scans:
-            self.waste_heard_at = now  # the ticks go on from the watermark, then from the clock when idle
+        for _received_at, scan in scans:  # in arrival order, judged as when they came
+            decisions += self._waste_scans(scan.clinic, scan.device or "", [scan.event], now)
         with self.lock:
             self.handle(sorted(decisions, key=lambda d: d.time))
         return len(scans)

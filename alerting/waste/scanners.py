@@ -52,6 +52,10 @@ class ScannerWatch:
         t, sc.open_at = max(at, sc.open_at), None
         return [self._decide(device, sc, t, Action.clear)]
 
+    def offline(self) -> set[str]:
+        """Scanners whose last status is offline."""
+        return {d for d, sc in self.scanners.items() if sc.offline_since is not None}
+
     def tick(self, now: float) -> list[Decision]:
         out: list[Decision] = []
         for device, sc in self.scanners.items():

@@ -398,3 +398,21 @@ def test_a_scanner_offline_for_15_minutes_raises_device_offline() -> None:
     assert (cleared.action, cleared.time) == (Action.clear, T0 + 2 * H)
     assert w.status("plant-scan1", False, T0) == [] and w.status("plant-scan1", True, T0 + 600) == []
     assert w.tick(T0 + 3 * H) == []  # back within 15 min: nothing
+
+
+def test_the_waste_clock_follows_the_slowest_active_scanner_then_the_clock() -> None:
+    from alerting.waste.clock import WasteClock
+
+    c = WasteClock(idle_s=900)
+    now = T0 + 30 * 86400  # the wall clock, long after the back-filled scans
+    c.heard("clinic-scan", T0 + 10 * H, now)
+    c.heard("plant-scan", T0 + 4 * H, now)  # its connection lags behind
+    assert c.time(now) == T0 + 4 * H
+    assert c.time(now, offline={"plant-scan"}) == T0 + 10 * H  # an offline scanner does not hold it back
+    c.heard("plant-scan", T0 + 12 * H, now + 1)
+    assert c.time(now + 1) == T0 + 10 * H
+    assert c.time(now + 900.5) == T0 + 12 * H  # the clinic scanner fell idle
+    assert c.time(now + 2000) == now + 2000  # nobody scans: the clock's time
+    c.heard("clinic-scan", T0 + 40 * H, now + 2001)  # a backlog starts: judged at its own time again
+    assert c.time(now + 2001) == T0 + 40 * H
+    assert WasteClock().time(T0) == T0
