@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.alerting
 	$(BIN)/python -m bench.notify
+	$(BIN)/python -m bench.waste
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

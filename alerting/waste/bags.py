@@ -274,26 +274,27 @@ class BagMachine:
         self._missing_scans(now, p, out)
         return out
 
-    def _missing_scans(self, now: float, p: WasteProfile, out: list[Decision]) -> None:
-        """Unknown bag and skipped stages: judged once the grace for late scans has passed."""
+    def _missing(self, p: WasteProfile) -> tuple[float, str] | None:
+        """(when it is judged, what) for an unknown bag or a skipped stage, if the bag has one."""
         grace = p.scan_grace_h * H
         first = self.ordered[0]
         if first.stage is not Stage.generated and self.first(Stage.generated) is None:
-            due = first.ts + grace
-            if now >= due:
-                self._flag(due, f"unknown bag: first scan is {first.stage.value} at {iso(first.ts)}", p, out)
-            return
+            return first.ts + grace, f"unknown bag: first scan is {first.stage.value} at {iso(first.ts)}"
         present = {e.stage for e in self.ordered}
         top = self.stage
         assert top is not None
         missing = [s for s in STAGES[: RANK[top]] if s not in present]
         if not missing:
-            return
+            return None
         after = min((e for e in self.ordered if RANK[e.stage] > RANK[missing[0]]), key=lambda e: e.ts)
-        due = after.ts + grace
-        if now >= due:
-            names = ", ".join(s.value for s in missing)
-            self._flag(due, f"skipped stage(s): {names} (next scan {after.stage.value})", p, out)
+        names = ", ".join(s.value for s in missing)
+        return after.ts + grace, f"skipped stage(s): {names} (next scan {after.stage.value})"
+
+    def _missing_scans(self, now: float, p: WasteProfile, out: list[Decision]) -> None:
+        """Unknown bag and skipped stages: judged once the grace for late scans has passed."""
+        found = self._missing(p)
+        if found is not None and now >= found[0]:
+            self._flag(found[0], found[1], p, out)
 
     def next_due(self, p: WasteProfile) -> float | None:
         """The earliest time ``tick`` may decide something for this bag (None: nothing pending)."""
@@ -312,8 +313,7 @@ class BagMachine:
         if h is not None and not self.reached(Stage.received) and "transport" not in self.open:
             due.append(h.ts + p.lost_in_transport_h * H)
         if self.ordered:
-            present = {e.stage for e in self.ordered}
-            top = self.stage
-            if top is not None and any(s not in present for s in STAGES[: RANK[top]]):
-                due.append(min(e.ts for e in self.ordered) + p.scan_grace_h * H)
+            found = self._missing(p)
+            if found is not None and found[1] not in self.reasons:
+                due.append(found[0])
         return min(due) if due else None

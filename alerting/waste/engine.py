@@ -13,6 +13,7 @@ from then on are judged, and labelled, under the new one.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -31,6 +32,10 @@ KEEP_CLOSED_S = 7 * DAY  # a closed bag is kept this long for late scans and rep
 class PickupSchedule:
     weekdays: frozenset[int]  # 0 = Monday, clinic time
     by_min: int  # minutes after local midnight
+
+    def next_after(self, t: float) -> float | None:
+        found = self.deadlines(t, t + 8 * DAY)
+        return found[0] if found else None
 
     def deadlines(self, start: float, end: float) -> list[float]:
         """Scheduled times in (start, end]."""
@@ -59,11 +64,27 @@ class WasteEngine:
     ) -> None:
         self.profile = profile
         self.bags: dict[str, BagMachine] = {}
+        self.by_clinic: dict[str | None, set[str]] = {}
         self.manifests: dict[str, Manifest] = {}
         self.clinics: dict[str, _Clinic] = {c: _Clinic(s) for c, s in (schedules or {}).items()}
+        # bags by the time a timer of theirs may fall due (a heap; stale entries are harmless), and the
+        # manifests received but not reconciled yet: a tick looks at these only
+        self._due: list[tuple[float, str]] = []
+        self._unjudged: set[str] = set()
+        self._forgot_at = float("-inf")
+        self._pickups_due = float("-inf")  # no scheduled pickup time to judge before this
+        self._last_tick = float("-inf")
 
     def set_profile(self, profile: WasteProfile) -> None:
         self.profile = profile
+        self._due = []
+        for bag in self.bags.values():
+            self._schedule(bag, float("-inf"))
+
+    def _schedule(self, bag: BagMachine, after: float) -> None:
+        due = bag.next_due(self.profile)
+        if due is not None and due > after:
+            heapq.heappush(self._due, (due, bag.bag_id))
 
     # ------------------------------------------------------------------ scans
 
@@ -71,7 +92,11 @@ class WasteEngine:
         bag = self.bags.get(ev.bag_id)
         if bag is None:
             bag = self.bags[ev.bag_id] = BagMachine(ev.bag_id, clinic)
+            self.by_clinic.setdefault(clinic, set()).add(ev.bag_id)
+            if clinic in self.clinics and self.clinics[clinic].judged_until is None:
+                self._pickups_due = float("-inf")  # its schedule starts at this scan: look again
         out = bag.add(ev, self.profile)
+        self._schedule(bag, float("-inf"))
         if ev.manifest_id and ev.stage in (Stage.handed_over, Stage.received):
             m = self.manifests.get(ev.manifest_id)
             if m is None:
@@ -79,6 +104,8 @@ class WasteEngine:
             m.add(bag.clinic, ev)
             if m.judged:
                 out.extend(self._judge(m, ev.ts))
+            elif ev.stage is Stage.received:
+                self._unjudged.add(m.manifest_id)
         if ev.stage is Stage.handed_over and bag.clinic is not None:
             c = self._clinic(bag.clinic)
             c.handed_over.append(ev.ts)
@@ -101,15 +128,34 @@ class WasteEngine:
     def tick(self, now: float) -> list[Decision]:
         p = self.profile
         out: list[Decision] = []
-        for bag in list(self.bags.values()):
+        looked: set[str] = set()
+        while self._due and self._due[0][0] <= now:
+            _, bag_id = heapq.heappop(self._due)
+            bag = self.bags.get(bag_id)
+            if bag is None or bag_id in looked:
+                continue
+            looked.add(bag_id)
             out.extend(bag.tick(now, p))
-        for m in self.manifests.values():
+            self._schedule(bag, now)
+        for manifest_id in list(self._unjudged):
+            m = self.manifests[manifest_id]
             first = m.first_received_at
-            if not m.judged and first is not None and now >= first + p.manifest_settle_h * H:
+            if first is not None and now >= first + p.manifest_settle_h * H:
                 m.judged = True
+                self._unjudged.discard(manifest_id)
                 out.extend(self._judge(m, first + p.manifest_settle_h * H))
-        for clinic, c in self.clinics.items():
-            out.extend(self._pickups(clinic, c, now))
+        if now < self._last_tick:
+            self._pickups_due = float("-inf")  # judged time went back (a backlog): look again
+        self._last_tick = now
+        if now - p.pickup_grace_min * 60.0 >= self._pickups_due:
+            nxt: list[float] = []
+            for clinic, c in self.clinics.items():
+                out.extend(self._pickups(clinic, c, now))
+                if c.schedule is not None:
+                    after = c.judged_until if c.judged_until is not None else now
+                    if (d := c.schedule.next_after(after)) is not None:
+                        nxt.append(d)
+            self._pickups_due = min(nxt, default=float("inf"))
         self._forget(now)
         return sorted(out, key=lambda d: d.time)
 
@@ -147,7 +193,7 @@ class WasteEngine:
         start = c.judged_until
         if start is None:  # from the first scan of this clinic on
             start = min(
-                (b.ordered[0].ts for b in self.bags.values() if b.clinic == clinic and b.ordered),
+                (b.ordered[0].ts for b in self._bags_of(clinic) if b.ordered),
                 default=None,
             )
             if start is None:
@@ -156,7 +202,7 @@ class WasteEngine:
         for deadline in c.schedule.deadlines(start, judge_to):
             day_start = deadline - (deadline + CLINIC_UTC_OFFSET_S) % DAY
             came = any(day_start <= t <= deadline for t in c.handed_over)
-            waiting = [b for b in self.bags.values() if b.clinic == clinic and _in_store_at(b, deadline)]
+            waiting = [b for b in self._bags_of(clinic) if _in_store_at(b, deadline)]
             if came or not waiting or c.late_open is not None:
                 continue
             c.late_open = deadline
@@ -172,7 +218,11 @@ class WasteEngine:
                 )
             )
         c.judged_until = max(start, judge_to)
+        c.handed_over = [t for t in c.handed_over if t > c.judged_until - 2 * DAY]
         return out
+
+    def _bags_of(self, clinic: str) -> list[BagMachine]:
+        return [self.bags[b] for b in self.by_clinic.get(clinic, ()) if b in self.bags]
 
     def _late(self, clinic: str, t: float, action: Action, *, due: float, **values: object) -> Decision:
         local = iso(due + CLINIC_UTC_OFFSET_S).replace("T", " ").replace("Z", "")[:16]
@@ -188,10 +238,15 @@ class WasteEngine:
         )
 
     def _forget(self, now: float) -> None:
+        """Closed bags are kept a week for late scans; looked at once an hour of judged time."""
+        if now - self._forgot_at < H:
+            return
+        self._forgot_at = now
         for bag_id, bag in list(self.bags.items()):
             closed_at = bag.closed_at
             if closed_at is not None and not bag.open and now - closed_at > KEEP_CLOSED_S:
                 del self.bags[bag_id]
+                self.by_clinic.get(bag.clinic, set()).discard(bag_id)
 
     # ------------------------------------------------------------------ questions
 

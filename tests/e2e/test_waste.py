@@ -57,13 +57,18 @@ def test_a_week_of_waste_raises_one_alert_per_anomaly_and_nothing_else(
     wait_until(lambda: service.stats().get("received", 0) >= total, 300, "alerting to read the week")
 
     sql = make_engine(env.settings.sql_url)
+
     # the collector kept every bag and every distinct scan
+    def bag_count() -> int:
+        with Session(sql) as s:
+            return s.scalar(select(func.count()).select_from(WasteBagRow)) or 0
+
+    wait_until(lambda: bag_count() >= waste["bags_generated"], 60, "the collector's last batch")
+    assert bag_count() == waste["bags_generated"]
     with Session(sql) as s:
-        bags = s.scalar(select(func.count()).select_from(WasteBagRow))
         conflicts = s.scalar(
             select(func.count()).select_from(WasteBagEventRow).where(WasteBagEventRow.conflict)
         )
-    assert bags == waste["bags_generated"]
     assert conflicts == sum(1 for a in waste["anomalies"] if a["kind"] == "duplicate_scan")
 
     expected = Counter(
