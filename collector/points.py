@@ -110,6 +110,7 @@ def waste_line(ev: WasteEvent, clinic: str, device: str, reg: DeviceTags | None)
         "counterparty": ev.counterparty,
         "refused_kg": ev.refused_kg,
         "refusal_reason": ev.refusal_reason,
+        "vehicle": ev.vehicle,
         "scanner": device,
     }
     body = ",".join(f"{k}={format_field(v)}" for k, v in fields.items() if v is not None)

@@ -262,6 +262,7 @@ _WASTE_FIELDS = {
     "counterparty",
     "refused_kg",
     "refusal_reason",
+    "vehicle",
 }
 
 
@@ -278,6 +279,7 @@ class WasteEvent:
     counterparty: str | None = None
     refused_kg: float | None = None
     refusal_reason: str | None = None
+    vehicle: str | None = None  # the transporter's vehicle (number plate), on handed_over and received
 
 
 def _text(
@@ -351,9 +353,23 @@ def _waste_event(obj: Any, where: str, now: float, limits: Limits) -> WasteEvent
         raise ProtocolError("bad_value", f"{where}: only a 'received' event may carry a refusal")
     if refused is not None and not 0.0 <= refused <= weight:
         raise ProtocolError("impossible_value", f"{where}: refused {refused} kg is not within 0…{weight}")
+    vehicle = _text(obj, "vehicle", where, required=False)
+    if vehicle is not None and stage not in (Stage.handed_over, Stage.received):
+        raise ProtocolError("bad_value", f"{where}: only 'handed_over' and 'received' events carry a vehicle")
     assert event_id is not None and bag_id is not None and operator is not None
     return WasteEvent(
-        event_id, bag_id, stage, category, weight, ts, operator, manifest_id, counterparty, refused, reason
+        event_id,
+        bag_id,
+        stage,
+        category,
+        weight,
+        ts,
+        operator,
+        manifest_id,
+        counterparty,
+        refused,
+        reason,
+        vehicle,
     )
 
 

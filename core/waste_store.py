@@ -49,6 +49,7 @@ class WasteBagEventRow(Base):
     counterparty: Mapped[str | None] = mapped_column(String(200), nullable=True)
     refused_kg: Mapped[float | None] = mapped_column(Double, nullable=True)
     refusal_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    vehicle: Mapped[str | None] = mapped_column(String(64), nullable=True)
     received_at: Mapped[float] = mapped_column(Double, index=True)  # when the server got it
     conflict: Mapped[bool] = mapped_column(Boolean, default=False)  # same event_id, other content
 
@@ -72,6 +73,7 @@ class WasteBagEventRow(Base):
             self.counterparty,
             self.refused_kg,
             self.refusal_reason,
+            self.vehicle,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -86,6 +88,7 @@ class WasteBagEventRow(Base):
             "counterparty": self.counterparty,
             "refused_kg": self.refused_kg,
             "refusal_reason": self.refusal_reason,
+            "vehicle": self.vehicle,
             "clinic": self.clinic,
             "device": self.device,
             "received_at": self.received_at,
@@ -126,6 +129,8 @@ class WasteBagRow(Base):
 
 def fingerprint(ev: WasteEvent) -> str:
     doc = {k: v.value if hasattr(v, "value") else v for k, v in asdict(ev).items()}
+    if doc.get("vehicle") is None:  # added to protocol v1 later: scans without it keep their print
+        doc.pop("vehicle", None)
     return hashlib.sha1(json.dumps(doc, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
 
 
@@ -198,6 +203,7 @@ def store_waste_events(engine: Engine, scans: Sequence[Scan], now: float) -> Sto
                     counterparty=ev.counterparty,
                     refused_kg=ev.refused_kg,
                     refusal_reason=ev.refusal_reason,
+                    vehicle=ev.vehicle,
                     received_at=now,
                     conflict=bool(seen),
                 )

@@ -123,6 +123,10 @@ class WasteSites:
     transporter: str
     plant: str
     plant_scanner: str
+    vehicles: tuple[str, ...] = ()  # the transporter's; a clinic's pickups use one of them
+
+    def vehicle(self, clinic_index: int) -> str | None:
+        return self.vehicles[clinic_index % len(self.vehicles)] if self.vehicles else None
 
     def device_refs(self) -> list[DeviceRef]:
         """The scanners as MQTT devices. The plant's scanner publishes on its bags' clinics' topics;
@@ -180,7 +184,7 @@ def build_sites(registry: RegistryFile, clinic_ids: Sequence[str]) -> WasteSites
         )
     if not out:
         raise ValueError("--waste: none of the simulated clinics has a waste_scanner device")
-    return WasteSites(tuple(out), transporters[0].id, plant.id, plant_scanner.id)
+    return WasteSites(tuple(out), transporters[0].id, plant.id, plant_scanner.id, transporters[0].vehicles)
 
 
 # ------------------------------------------------------------------ messages
@@ -433,6 +437,7 @@ class WasteFlow:
         operator: str,
         manifest: str | None = None,
         counterparty: str | None = None,
+        vehicle: str | None = None,
     ) -> dict[str, Any]:
         ev: dict[str, Any] = {
             "event_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
@@ -446,6 +451,8 @@ class WasteFlow:
         if manifest is not None:
             ev["manifest_id"] = manifest
             ev["counterparty"] = counterparty
+        if vehicle is not None and stage in (Stage.handed_over, Stage.received):
+            ev["vehicle"] = vehicle
         return ev
 
     def _clinic_scan(self, st: _ClinicState, ev: dict[str, Any], marks: tuple[int, ...] = ()) -> None:
@@ -588,6 +595,7 @@ class WasteFlow:
                 driver,
                 manifest,
                 sites.transporter,
+                sites.vehicle(site.index),
             )
             a = special.get(bag.id)
             self._clinic_scan(st, ev, (a.index,) if a is not None and a.kind == Kind.lost_bag else ())
@@ -627,7 +635,10 @@ class WasteFlow:
             if a is not None and a.kind == Kind.weight_loss:
                 weight = round(bag.weight * (1.0 - (a.event.loss_pct or 0.0) / 100.0), 2)
             kg = self._reweigh(rng, weight)
-            ev = self._event(rng, bag, Stage.received, when, kg, operator, manifest, sites.transporter)
+            vehicle = sites.vehicle(st.site.index)
+            ev = self._event(
+                rng, bag, Stage.received, when, kg, operator, manifest, sites.transporter, vehicle
+            )
             if a is not None and a.kind == Kind.refused_bag:
                 ev["refused_kg"] = kg
                 ev["refusal_reason"] = a.event.refusal_reason

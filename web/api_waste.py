@@ -135,6 +135,7 @@ class ManifestSummary(BaseModel):
     manifest_id: str
     clinic: str | None
     transporter: str | None
+    vehicle: str | None = Field(default=None, description="from the handover scans, when they carry one")
     handed_over_at: float | None
     received_at: float | None = Field(description="the plant's first receipt scan")
     bags_handed_over: int
@@ -167,6 +168,7 @@ class ManifestOut(BaseModel):
     clinic: str | None
     clinic_name: str | None
     transporter: str | None
+    vehicle: str | None = None
     handed_over_at: float | None
     received_at: float | None
     bags: list[BagLine]
@@ -412,6 +414,7 @@ def _summary(r: Reconciliation) -> ManifestSummary:
         manifest_id=r.manifest_id,
         clinic=r.clinic,
         transporter=r.transporter,
+        vehicle=r.vehicle,
         handed_over_at=r.handed_over_at,
         received_at=r.received_at,
         bags_handed_over=len(handed),

@@ -3,7 +3,7 @@ reconciled against what the plant received under the same manifest.
 
 A manifest is made from the ``handed_over`` scans that carry its id (transporter = their
 ``counterparty``, time = the first of them, bags with weights and categories) and the ``received`` scans
-that carry it. Protocol v1 has no vehicle field: the vehicle is not known from the scans.
+that carry it; the vehicle is the optional ``vehicle`` of the handover scans.
 
 Reconciliation lists missing bags (handed over, not received under this manifest), extra bags
 (received under it, not handed over under it) and weight differences per bag beyond the weight
@@ -43,6 +43,7 @@ class Reconciliation:
     weight_differences: tuple[str, ...]  # bag ids whose received weight is off beyond the tolerance
     handed_kg_by_category: dict[str, float]
     received_kg_by_category: dict[str, float]
+    vehicle: str | None = None
 
     @property
     def matches(self) -> bool:
@@ -53,6 +54,7 @@ class Reconciliation:
             "manifest_id": self.manifest_id,
             "clinic": self.clinic,
             "transporter": self.transporter,
+            "vehicle": self.vehicle,
             "handed_over_at": self.handed_over_at,
             "received_at": self.received_at,
             "bags": [
@@ -79,6 +81,7 @@ class Manifest:
     manifest_id: str
     clinic: str | None = None
     transporter: str | None = None
+    vehicle: str | None = None
     handed: dict[str, WasteEvent] = field(default_factory=dict)  # bag -> its handed_over scan
     received: dict[str, WasteEvent] = field(default_factory=dict)  # bag -> its received scan
     judged: bool = False
@@ -97,6 +100,7 @@ class Manifest:
             self.handed.setdefault(ev.bag_id, ev)
             self.clinic = self.clinic or clinic
             self.transporter = self.transporter or ev.counterparty
+            self.vehicle = self.vehicle or ev.vehicle
         elif ev.stage.value == "received":
             self.received.setdefault(ev.bag_id, ev)
 
@@ -139,4 +143,5 @@ def reconcile(m: Manifest, p: WasteProfile) -> Reconciliation:
         tuple(off),
         handed_by,
         received_by,
+        m.vehicle,
     )

@@ -167,8 +167,10 @@ def test_waste_event_object_or_array():
     assert parse_waste(json.dumps(waste()), NOW)[0].weight_kg == 2.35
     evs = parse_waste(json.dumps([waste(), waste(event_id="e2", stage="collected")]), NOW)
     assert [e.stage.value for e in evs] == ["generated", "collected"]
-    handed = waste(stage="handed_over", manifest_id="M-1", counterparty="transporter-1")
-    assert parse_waste(json.dumps(handed), NOW)[0].manifest_id == "M-1"
+    handed = waste(stage="handed_over", manifest_id="M-1", counterparty="transporter-1", vehicle="浙A·D1234")
+    (ev,) = parse_waste(json.dumps(handed), NOW)
+    assert (ev.manifest_id, ev.vehicle) == ("M-1", "浙A·D1234")
+    assert parse_waste(json.dumps(waste()), NOW)[0].vehicle is None  # optional
     recv = waste(
         stage="received", manifest_id="M-1", counterparty="plant-1", refused_kg=0.5, refusal_reason="bag torn"
     )
@@ -188,6 +190,7 @@ def test_waste_event_object_or_array():
         (waste(operator=""), "bad_value"),
         (waste(stage="handed_over"), "missing_field"),  # manifest and counterparty from handed_over on
         (waste(refused_kg=1.0), "bad_value"),  # only on received
+        (waste(vehicle="浙A·D1234"), "bad_value"),  # only on handed_over and received
         (waste(ts=NOW + 3600), "future_timestamp"),
         (waste(colour="red"), "unknown_field"),
     ],

@@ -296,6 +296,7 @@ def test_manifest_reconciliation(handed, received, missing, extra, lighter) -> N
     assert r.matches == (not (missing or extra or lighter))
     assert r.handed_kg_by_category == {"infectious": round(sum(handed.values()), 3)}
     assert r.as_json()["transporter"] == "demo-transport"
+    assert r.vehicle is None  # the scans here carry none
 
 
 def test_manifest_mismatch_is_raised_for_a_bag_handed_over_on_another_manifest() -> None:
@@ -416,3 +417,13 @@ def test_the_waste_clock_follows_the_slowest_active_scanner_then_the_clock() -> 
     c.heard("clinic-scan", T0 + 40 * H, now + 2001)  # a backlog starts: judged at its own time again
     assert c.time(now + 2001) == T0 + 40 * H
     assert WasteClock().time(T0) == T0
+
+
+def test_a_manifest_takes_its_vehicle_from_the_handover_scans() -> None:
+    from dataclasses import replace
+
+    m = Manifest("MF-3")
+    m.add(CLINIC, replace(ev("handed_over", 5, bag="b1", manifest="MF-3"), vehicle="浙A·D1234"))
+    m.add(CLINIC, ev("received", 9, bag="b1", manifest="MF-3"))
+    r = reconcile(m, NATIONAL)
+    assert (r.vehicle, r.as_json()["vehicle"], r.matches) == ("浙A·D1234", "浙A·D1234", True)

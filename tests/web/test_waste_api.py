@@ -228,6 +228,7 @@ def test_the_manifest_list_newest_first_paginated_with_totals(client: TestClient
         "manifest_id": "MF-C",
         "clinic": CLINIC,
         "transporter": TRANSPORTER,
+        "vehicle": None,
         "handed_over_at": local(22, 13),
         "received_at": None,
         "bags_handed_over": 3,
