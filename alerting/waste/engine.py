@@ -93,8 +93,11 @@ class WasteEngine:
         if bag is None:
             bag = self.bags[ev.bag_id] = BagMachine(ev.bag_id, clinic)
             self.by_clinic.setdefault(clinic, set()).add(ev.bag_id)
-            if clinic in self.clinics and self.clinics[clinic].judged_until is None:
-                self._pickups_due = float("-inf")  # its schedule starts at this scan: look again
+            c = self.clinics.get(clinic) if clinic is not None else None
+            if c is not None and c.schedule is not None and c.judged_until is None:
+                first = c.schedule.next_after(ev.ts)  # its schedule starts at this scan
+                if first is not None:
+                    self._pickups_due = min(self._pickups_due, first)
         out = bag.add(ev, self.profile)
         self._schedule(bag, float("-inf"))
         if ev.manifest_id and ev.stage in (Stage.handed_over, Stage.received):
