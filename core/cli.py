@@ -127,6 +127,43 @@ def _notify(args: argparse.Namespace, settings: Settings) -> int:
     return send_test(settings, args.to, args.text, sys.stdout)
 
 
+def _users(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+    import time
+
+    from core.db import init_db, make_engine
+    from web.users import UserError, check_password, users_main
+
+    engine = make_engine(settings.sql_url)
+    init_db(engine)
+    password = None
+    try:
+        if args.action == "add":
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\r\n")
+            else:
+                password = getpass.getpass(f"password for {args.username}: ")
+                check_password(password)
+                if getpass.getpass("again: ") != password:
+                    raise CliError("the passwords differ")
+        return users_main(
+            args.action,
+            engine,
+            time.time(),
+            sys.stdout,
+            username=getattr(args, "username", None),
+            role=getattr(args, "role", None),
+            scope=getattr(args, "scope", None),
+            person=getattr(args, "person", None),
+            language=getattr(args, "language", None),
+            password=password,
+        )
+    except UserError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        engine.dispose()
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from core.supervisor import run_all
 
@@ -203,6 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_notify_arguments(s)
     s.set_defaults(func=_notify)
+
+    s = sub.add_parser("users", help="web logins: add a user, list them")
+    us = s.add_subparsers(dest="action", required=True)
+    ua = us.add_parser("add", help="add a web user (asks for the password twice)")
+    ua.add_argument("username")
+    ua.add_argument("--role", required=True, choices=["clinic_staff", "district_officer", "admin"])
+    ua.add_argument("--scope", help="the clinic id (clinic_staff) or district id (district_officer)")
+    ua.add_argument("--person", help="the registry person this login acts as (acknowledgements, ...)")
+    ua.add_argument("--language", choices=["zh-CN", "en"], help="default: the person's, else zh-CN")
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from the first line")
+    us.add_parser("list", help="every web user: username, role, scope, language")
+    s.set_defaults(func=_users)
 
     s = sub.add_parser("run", help="everything: services, collector and simulated clinics (Ctrl-C stops)")
     s.add_argument("--clinics", type=int, default=10)

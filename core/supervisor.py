@@ -65,8 +65,13 @@ def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
     already = {s.name for s in services.status(settings) if s.running}
     services.up(settings, say)
     started_services = {"mosquitto", "influxdb"} - already
-    if ensure_registry(make_engine(settings.sql_url), settings.registry_file):
+    sql = make_engine(settings.sql_url)
+    if ensure_registry(sql, settings.registry_file):
         say("loaded the demo district (10 township clinics) into the registry")
+    from web.users import demo_logins, ensure_demo_users
+
+    ensure_demo_users(sql)
+    logins = demo_logins(sql)
 
     start = "now" if backfill in ("", "0", "0h") else f"-{backfill}"
     children = [
@@ -101,7 +106,9 @@ def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
         f"{settings.influx_url}/query --data-urlencode db={settings.influx_db} --data-urlencode "
         '"q=SELECT last(celsius) FROM temperature GROUP BY clinic, equipment"'
     )
-    say(f"web:          http://127.0.0.1:{settings.web_port}/api/health   (the pages SMS links open)")
+    say(f"web:          http://127.0.0.1:{settings.web_port}/login   (API docs: /docs)")
+    for username, password, role, scope in logins:
+        say(f"  demo login: {username} / {password}   ({role}{', ' + scope if scope else ''})")
     say(
         f"SMS:          channels {settings.notify_channels}; "
         f"the demo's outbox sends nothing: see http://127.0.0.1:{settings.web_port}/outbox"

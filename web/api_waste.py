@@ -14,8 +14,9 @@ Times are epoch seconds; days are the clinics' local days (China Standard Time, 
 is judged under the waste profile in force (``chainwatch waste profile``), as the alerting service does.
 Errors are ``{"error": "...", "detail": "..."}`` (``web.app``).
 
-Authorization (roles, clinic and district scopes) comes with the web issue: until then this API only
-reads, and shows every clinic to whoever can reach it.
+Every endpoint needs a login (``web.auth``) and is scoped: a bag by its clinic, a manifest by the clinics
+of its scans (a manifest with bags of several clinics shows to each of them), a clinic's days by the
+clinic; anything outside the user's scope is 404, as if it did not exist.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from core.protocol import Category, Stage
 from core.registry_store import waste_registry
 from core.waste_store import STAGES, WasteBagEventRow, WasteBagRow, profile_in_force
 from web.app import ClockDep, SessionDep
+from web.auth import CurrentUser, User, can_see_clinic, visible_clinics
 
 router = APIRouter(prefix="/api/waste", tags=["waste"])
 
@@ -227,10 +229,10 @@ class ClinicDays(BaseModel):
 
 
 @router.get("/bags/{bag_id}", response_model=BagOut, responses=NOT_FOUND)
-def get_bag(bag_id: str, session: SessionDep) -> BagOut:
+def get_bag(bag_id: str, session: SessionDep, user: CurrentUser) -> BagOut:
     """A bag: its state, every scan in time order (conflicts marked), its alerts and its clinic."""
     bag = session.get(B, bag_id)
-    if bag is None:
+    if bag is None or not can_see_clinic(session, user, bag.clinic):
         raise HTTPException(404, f"no waste bag {bag_id!r}")
     scans = session.scalars(select(E).where(E.bag_id == bag_id).order_by(E.ts, E.id))
     alerts = session.scalars(
@@ -252,6 +254,7 @@ def get_bag(bag_id: str, session: SessionDep) -> BagOut:
 @router.get("/manifests", response_model=ManifestPage, responses=INVALID)
 def list_manifests(
     session: SessionDep,
+    user: CurrentUser,
     clinic: Annotated[str | None, Query(description="manifests with scans of this clinic")] = None,
     since: Annotated[
         str | None,
@@ -282,7 +285,12 @@ def list_manifests(
         .group_by(E.manifest_id)
     )
     if clinic is not None:
+        if session.get(ClinicRow, clinic) is None or not can_see_clinic(session, user, clinic):
+            raise HTTPException(404, f"no clinic {clinic!r}")
         grouped = grouped.where(E.manifest_id.in_(select(E.manifest_id).where(E.clinic == clinic)))
+    seen = visible_clinics(session, user)
+    if seen is not None:
+        grouped = grouped.where(E.manifest_id.in_(select(E.manifest_id).where(E.clinic.in_(sorted(seen)))))
     if lo is not None:
         grouped = grouped.having(at >= lo)
     if hi is not None:
@@ -304,12 +312,12 @@ def list_manifests(
 
 
 @router.get("/manifests/{manifest_id}", response_model=ManifestOut, responses=NOT_FOUND)
-def get_manifest(manifest_id: str, session: SessionDep) -> ManifestOut:
+def get_manifest(manifest_id: str, session: SessionDep, user: CurrentUser) -> ManifestOut:
     """A manifest reconciled: per bag what was handed over and what was received (the first
     non-conflict scan of each bag at each end), missing and extra bags, weights beyond the tolerance of
     the profile in force, kg per category at both ends, and the open ``manifest_mismatch`` alert."""
     m = _manifests(session, [manifest_id]).get(manifest_id)
-    if m is None:
+    if m is None or not _can_see_manifest(session, user, manifest_id):
         raise HTTPException(404, f"no manifest {manifest_id!r}")
     profile = _profile(session)
     r = reconcile(m, profile)
@@ -340,6 +348,7 @@ def clinic_days(
     clinic_id: str,
     session: SessionDep,
     clock: ClockDep,
+    user: CurrentUser,
     start: Annotated[
         str | None,
         Query(description="first local day, YYYY-MM-DD (default: end - 6 days)", examples=["2026-11-20"]),
@@ -355,7 +364,7 @@ def clinic_days(
     store now, oldest first, and the closed-loop rate over the bags generated in the range at least 72 h
     ago (closed: disposed, or refused whole at the plant)."""
     clinic = session.get(ClinicRow, clinic_id)
-    if clinic is None:
+    if clinic is None or not can_see_clinic(session, user, clinic.id):
         raise HTTPException(404, f"no clinic {clinic_id!r}")
     now = clock.now()
     first, last = _day_range(start, end, datetime.fromtimestamp(now, CLINIC_TZ).date())
@@ -392,6 +401,12 @@ def _manifests(session: Session, ids: list[str]) -> dict[str, Manifest]:
         assert row.manifest_id is not None
         out.setdefault(row.manifest_id, Manifest(row.manifest_id)).add(row.clinic, row.event())
     return out
+
+
+def _can_see_manifest(session: Session, user: User, manifest_id: str) -> bool:
+    """Whether any clinic with scans on the manifest is in the user's scope."""
+    clinics = session.scalars(select(E.clinic).where(E.manifest_id == manifest_id).distinct())
+    return any(can_see_clinic(session, user, c) for c in clinics)
 
 
 def _profile(session: Session) -> WasteProfile:

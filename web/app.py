@@ -1,13 +1,17 @@
-"""The ChainWatch web app (FastAPI): so far the acknowledgement page an alert SMS links to, the demo's
-SMS outbox and the read-only waste API.
+"""The ChainWatch web app (FastAPI): login, the alerts REST API, the acknowledgement page an alert SMS
+links to, the demo's SMS outbox and the waste API.
 
-Layout, for what comes next (clinic status pages, district views, login, more of the REST API):
-``create_app`` builds one app with one SQLAlchemy engine (``app.state.engine``) and includes one router
-per area (``web.ack``: ``/a/{token}``; ``web.outbox``: ``/outbox``; ``web.api_waste``:
+Layout: ``create_app`` builds one app with one SQLAlchemy engine (``app.state.engine``) and one InfluxDB
+client (``app.state.influx``) and includes one router per area (``web.auth``: ``/login``, ``/logout``,
+``/api/me``; ``web.api_alerts``: ``/api/alerts``, ``/api/clinics``, ``/api/equipment``,
+``/api/deadletters``; ``web.ack``: ``/a/{token}``; ``web.outbox``: ``/outbox``; ``web.api_waste``:
 ``/api/waste/...``); handlers get what they need through the ``Annotated`` dependencies below
-(``SessionDep``, ``ClockDep``, ``SettingsDep``), so tests hand in a ``ManualClock`` and a SQLite file.
-Pages are server-rendered Jinja2 (``web/templates``, autoescaped), strings in ``web.i18n``; errors
-under ``/api`` are JSON ``{"error", "detail"}``.
+(``SessionDep``, ``ClockDep``, ``SettingsDep``, ``InfluxDep``) and those of ``web.auth`` (``CurrentUser``,
+``CsrfUser``, ``require_roles``), so tests hand in a ``ManualClock`` and a SQLite file. Every page and
+endpoint needs a login except ``/login``, ``/a/{token}`` (the signed token is the credential),
+``/api/health`` and the OpenAPI documents (``/docs``, ``/api/openapi.json``). Pages are server-rendered
+Jinja2 (``web/templates``, autoescaped), strings in ``web.i18n``; errors under ``/api`` are JSON
+``{"error", "detail"}``; a page asked for without a login redirects to ``/login``.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import alerting.store  # noqa: F401  (registers the alert tables on Base for init_db)
+import web.users  # noqa: F401  (registers the user, session and audit tables on Base for init_db)
 from alerting.notify.links import link_key
 from core.clock import Clock, SystemClock
 from core.db import init_db, make_engine
+from core.influx import InfluxClient
 from core.settings import Settings
 
 TEMPLATES = Jinja2Templates(
@@ -63,6 +69,10 @@ def _link_key(request: Request) -> bytes:
     return request.app.state.link_key
 
 
+def _influx(request: Request) -> InfluxClient:
+    return request.app.state.influx
+
+
 def _session(request: Request) -> Iterator[Session]:
     with Session(request.app.state.engine) as session:
         yield session
@@ -72,6 +82,9 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 ClockDep = Annotated[Clock, Depends(_clock)]
 LinkKeyDep = Annotated[bytes, Depends(_link_key)]
 SessionDep = Annotated[Session, Depends(_session)]
+InfluxDep = Annotated[InfluxClient, Depends(_influx)]
+
+INFLUX_TIMEOUT_S = 5.0  # a page waits at most this long for InfluxDB before answering without it
 
 
 # ---------------------------------------------------------------- the app
@@ -79,32 +92,45 @@ SessionDep = Annotated[Session, Depends(_session)]
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     """The app for ``settings`` (its database, created if need be); ``clock`` defaults to the system's."""
-    from web import ack, api_waste, outbox  # here, not at the top: the routers import the dependencies above
+    # here, not at the top: the routers import the dependencies above
+    from web import ack, api_alerts, api_waste, auth, outbox
 
     engine = make_engine(settings.sql_url)
-    init_db(engine)  # registry, alert and ack_link tables
+    init_db(engine)  # registry, alert, ack_link, user, session and audit tables
+    influx = InfluxClient(
+        settings.influx_url,
+        settings.influx_db,
+        username=settings.influx_username,
+        password=settings.influx_password,
+        timeout_s=INFLUX_TIMEOUT_S,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        influx.close()
         engine.dispose()
 
     app = FastAPI(
         title="ChainWatch",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url="/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
     app.state.engine = engine
+    app.state.influx = influx
     app.state.link_key = link_key(settings)
 
     @app.get("/api/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.include_router(auth.router)
+    app.include_router(auth.api_router)
+    app.include_router(api_alerts.router)
     app.include_router(ack.router)
     app.include_router(outbox.router)
     app.include_router(api_waste.router)
@@ -141,6 +167,10 @@ def api_error(status: int, detail: str, headers: dict[str, str] | None = None) -
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if not _is_api(request):
+        if exc.status_code == 401:
+            from web.auth import login_redirect
+
+            return login_redirect(request)
         return await http_exception_handler(request, exc)
     detail = exc.detail if isinstance(exc.detail, str) else str(jsonable_encoder(exc.detail))
     return api_error(exc.status_code, detail, exc.headers)
@@ -200,8 +230,17 @@ def serve(settings: Settings, host: str = "127.0.0.1") -> None:
     """``chainwatch web``: the app on ``host:settings.web_port`` until Ctrl-C."""
     import uvicorn
 
+    from core.registry_store import ensure_registry
+    from web.users import demo_logins, ensure_demo_users
+
     sock = bind(host, settings.web_port)
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())
-    config = uvicorn.Config(create_app(settings), log_config=None)
-    logging.getLogger(__name__).info("ChainWatch web on http://%s:%d", host, settings.web_port)
+    app = create_app(settings)
+    log = logging.getLogger(__name__)
+    ensure_registry(app.state.engine, settings.registry_file)  # as the other services do
+    ensure_demo_users(app.state.engine)
+    for username, password, role, scope in demo_logins(app.state.engine):
+        log.info("demo login: %s / %s (%s%s)", username, password, role, f" of {scope}" if scope else "")
+    config = uvicorn.Config(app, log_config=None)
+    log.info("ChainWatch web on http://%s:%d", host, settings.web_port)
     uvicorn.Server(config).run(sockets=[sock])

@@ -71,6 +71,24 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "提交的内容无法处理（备注最长 {n} 字）。请返回重试。",
         "The form could not be read (a note has at most {n} characters). Go back and try again.",
     ),
+    "login_title": ("登录", "Log in"),
+    "username": ("用户名", "Username"),
+    "password": ("密码", "Password"),
+    "login_button": ("登录", "Log in"),
+    "login_failed": ("用户名或密码错误。", "Wrong username or password."),
+    "login_blocked": (
+        "登录失败次数过多，请 15 分钟后再试。",
+        "Too many failed logins: try again in 15 minutes.",
+    ),
+    "login_csrf": (
+        "登录页面已过期，请重新输入并登录。",
+        "The login page had expired: enter your details and log in again.",
+    ),
+    "logged_in_as": ("已登录：{name}", "Logged in as {name}"),
+    "logout_button": ("退出登录", "Log out"),
+    "role_clinic_staff": ("卫生院工作人员", "Clinic staff"),
+    "role_district_officer": ("区卫生健康局", "District officer"),
+    "role_admin": ("管理员", "Administrator"),
 }
 
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -2,8 +2,8 @@
 this page shows what would have, newest first, with the acknowledgement links live, so a visitor can
 follow an alert from the SMS to the acknowledgement as a nurse would.
 
-It exists only while ``outbox`` is one of ``CHAINWATCH_NOTIFY_CHANNELS`` (404 otherwise): the texts
-carry working links and the page has no login yet. Phone numbers show their last four digits.
+It exists only while ``outbox`` is one of ``CHAINWATCH_NOTIFY_CHANNELS`` (404 otherwise), and only for
+admins (the texts carry working links). Phone numbers show their last four digits.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from alerting.notify.dispatcher import mask_phone
 from alerting.notify.outbox import OutboxRow
 from core.db import PersonRow
 from web.app import TEMPLATES, SessionDep, SettingsDep
+from web.auth import AdminUser
 from web.i18n import local_time, pick_lang, texts
 
 router = APIRouter()
@@ -27,10 +28,12 @@ LIMIT = 100
 
 
 @router.get("/outbox", response_class=HTMLResponse)
-def outbox(request: Request, session: SessionDep, settings: SettingsDep, lang: str | None = None) -> Any:
+def outbox(
+    request: Request, session: SessionDep, settings: SettingsDep, user: AdminUser, lang: str | None = None
+) -> Any:
     if "outbox" not in channel_names(settings):
         raise HTTPException(404, "the outbox channel is not in use: SMS go to the providers")
-    lang = pick_lang(lang)
+    lang = pick_lang(lang, user.language)
     rows = list(session.scalars(select(OutboxRow).order_by(OutboxRow.id.desc()).limit(LIMIT)))
     people = {p.id: p.name for p in session.scalars(select(PersonRow))}
     messages = [

@@ -23,6 +23,7 @@ from core.db import make_engine
 from core.waste_store import WasteBagEventRow, WasteBagRow
 from tests.e2e.conftest import ROOT, CollectorProcess, Env, wait_until
 from tests.e2e.test_alerting import AlertingProcess
+from tests.web.auth_helpers import add_test_users, login
 from web.app import create_app
 
 pytestmark = pytest.mark.e2e
@@ -94,8 +95,10 @@ def test_a_week_of_waste_raises_one_alert_per_anomaly_and_nothing_else(
 
     # the closed-loop rate of the API, at the simulation's end, equals the simulator's ground truth
     app = create_app(env.settings, ManualClock(end.timestamp()))
+    add_test_users(app.state.engine, end.timestamp())
     first_day, last_day = (start + LOCAL).date(), (end + LOCAL - timedelta(seconds=1)).date()
     with TestClient(app) as client:
+        login(client, "officer")  # the district's officer sees every clinic of the district
         for clinic, truth in waste["clinics"].items():
             r = client.get(
                 f"/api/waste/clinics/{clinic}/days", params={"start": str(first_day), "end": str(last_day)}

@@ -93,3 +93,52 @@ def world(tmp_path) -> Iterator[World]:
 def client(world: World) -> Iterator[TestClient]:
     with TestClient(create_app(world.settings, world.clock)) as c:
         yield c
+
+
+# ---------------------------------------------------------------- logins (web.auth, web.users)
+
+
+@pytest.fixture
+def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cheap argon2 parameters for the users made in a test (and no rehash at their logins)."""
+    import web.users
+
+    from .auth_helpers import FAST_HASHER
+
+    monkeypatch.setattr(web.users, "HASHER", FAST_HASHER)
+
+
+@pytest.fixture
+def users(world: World, fast_hashing: None) -> World:
+    """The test users (``auth_helpers.TEST_USERS``: staff of qingshui-thc linked to 王秀英, officer of
+    the demo district linked to 郑国平, admin; all with ``auth_helpers.PASSWORD``)."""
+    from .auth_helpers import add_test_users
+
+    add_test_users(world.engine, world.clock.now())
+    return world
+
+
+def _logged_in(world: World, username: str) -> Iterator[TestClient]:
+    from .auth_helpers import login
+
+    with TestClient(create_app(world.settings, world.clock)) as c:
+        login(c, username)
+        yield c
+
+
+@pytest.fixture
+def admin_client(users: World) -> Iterator[TestClient]:
+    """A client logged in as ``admin`` (its requests send the session's CSRF token)."""
+    yield from _logged_in(users, "admin")
+
+
+@pytest.fixture
+def staff_client(users: World) -> Iterator[TestClient]:
+    """A client logged in as ``staff`` of qingshui-thc."""
+    yield from _logged_in(users, "staff")
+
+
+@pytest.fixture
+def officer_client(users: World) -> Iterator[TestClient]:
+    """A client logged in as ``officer`` of the demo district."""
+    yield from _logged_in(users, "officer")

@@ -18,7 +18,8 @@ from tests.web.conftest import World
 from web.app import create_app
 
 
-def test_the_outbox_shows_the_sms_and_its_link_acknowledges(world: World, client: TestClient) -> None:
+def test_the_outbox_shows_the_sms_and_its_link_acknowledges(world: World, admin_client: TestClient) -> None:
+    client = admin_client
     init_notify_tables(world.engine)
     d = Dispatcher(
         world.engine,
@@ -40,7 +41,10 @@ def test_the_outbox_shows_the_sms_and_its_link_acknowledges(world: World, client
     assert "No SMS yet" not in client.get("/outbox?lang=en").text
 
 
-def test_no_outbox_page_when_real_channels_send(world: World) -> None:
-    settings = world.settings.model_copy(update={"notify_channels": "aliyun"})
-    with TestClient(create_app(settings, world.clock)) as c:
+def test_no_outbox_page_when_real_channels_send(users: World) -> None:
+    from .auth_helpers import login
+
+    settings = users.settings.model_copy(update={"notify_channels": "aliyun"})
+    with TestClient(create_app(settings, users.clock)) as c:
+        login(c, "admin")
         assert c.get("/outbox").status_code == 404

@@ -15,6 +15,7 @@ from alerting.rules.types import Action, Decision, Rule, Severity
 from core.protocol import Category, Stage, WasteEvent
 from core.waste_store import Scan, init_waste_tables, store_waste_events
 
+from .auth_helpers import login
 from .conftest import CLINIC, World
 
 CST = timezone(timedelta(hours=8))
@@ -25,6 +26,12 @@ SCANNER = "qingshui-scan1"
 PLANT_SCANNER = "plant-scan1"
 TRANSPORTER = "demo-transport"
 _ids = itertools.count(1)
+
+
+@pytest.fixture
+def client(admin_client: TestClient) -> TestClient:
+    """The waste API needs a login: these tests read as the admin (the scopes: test_authz_matrix)."""
+    return admin_client
 
 
 def local(day: int, hour: int = 0, minute: int = 0, month: int = 11) -> float:
@@ -489,6 +496,7 @@ def test_the_closed_loop_rate_leaves_out_bags_too_young(client: TestClient, worl
     )
     store(world, ev("loop-elsewhere", "generated", now - 5 * DAY), clinic=OTHER_CLINIC)
     world.clock.set(now)
+    login(client, "admin")  # days later: the session has expired
 
     body = get(client, days_url(), start="2026-11-20", end="2026-11-30")
     assert sum(d["bags_generated"] for d in body["days"]) == 6
@@ -535,15 +543,18 @@ def test_93_days_is_the_longest_range(client: TestClient):
     assert len(body["days"]) == 93 and body["days"][-1]["date"] == "2026-11-01"
 
 
-def test_a_server_error_under_api_is_json_too(world: World, monkeypatch: pytest.MonkeyPatch):
+def test_a_server_error_under_api_is_json_too(users: World, monkeypatch: pytest.MonkeyPatch):
     from web import api_waste
     from web.app import create_app
+
+    world = users
 
     def broken(_session: Any) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(api_waste, "_manifests", broken)
     with TestClient(create_app(world.settings, world.clock), raise_server_exceptions=False) as c:
+        login(c, "admin")
         r = c.get("/api/waste/manifests/MF-1")
         assert r.status_code == 500
         assert r.json() == {"error": "internal_error", "detail": "internal error: see the server log"}
