@@ -164,6 +164,36 @@ def _users(args: argparse.Namespace, settings: Settings) -> int:
         engine.dispose()
 
 
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from core.db import make_engine
+    from web.reports import ReportError, monthly_record, parse_month, record_csv, record_pdf
+
+    try:
+        year, month = parse_month(args.month)
+        engine = make_engine(settings.sql_url)
+        try:
+            rec = monthly_record(engine, args.clinic, year, month, time.time())
+        finally:
+            engine.dispose()
+        pdf = record_pdf(rec, args.lang)
+    except ReportError as exc:
+        raise CliError(str(exc)) from None
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stem = out / f"{rec.clinic_id}-{rec.month_text}"
+        pdf_path, csv_path = stem.with_suffix(".pdf"), stem.with_suffix(".csv")
+        pdf_path.write_bytes(pdf)
+        csv_path.write_text(record_csv(rec, args.lang), encoding="utf-8", newline="")
+    except OSError as exc:
+        raise CliError(f"cannot write the report to {out}: {exc}") from None
+    print(pdf_path)
+    print(csv_path)
+    return 0
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from core.supervisor import run_all
 
@@ -252,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("--password-stdin", action="store_true", help="read the password from the first line")
     us.add_parser("list", help="every web user: username, role, scope, language")
     s.set_defaults(func=_users)
+
+    s = sub.add_parser("report", help="reports: the monthly cold-chain record of a clinic (PDF and CSV)")
+    rps = s.add_subparsers(dest="action", required=True)
+    rm = rps.add_parser("monthly", help="the monthly cold-chain record: {clinic}-{YYYY-MM}.pdf and .csv")
+    rm.add_argument("--clinic", required=True, help="clinic id, e.g. qingshui-thc")
+    rm.add_argument("--month", required=True, help="YYYY-MM, clinic time")
+    rm.add_argument("--lang", choices=["zh-CN", "en"], default="zh-CN")
+    rm.add_argument("--out", default=".", help="directory to write to (default: the current one)")
+    s.set_defaults(func=_report)
 
     s = sub.add_parser("run", help="everything: services, collector and simulated clinics (Ctrl-C stops)")
     s.add_argument("--clinics", type=int, default=10)

@@ -30,11 +30,13 @@ SERVICES = ("mosquitto", "influxdb")
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "local"
 BINARIES = {"mosquitto": ("mosquitto", "/usr/sbin/mosquitto"), "influxdb": ("influxd", "/usr/bin/influxd")}
 PACKAGES = {"mosquitto": "mosquitto", "influxdb": "influxdb"}
-# `install` (make setup) also installs what the web tests need: a headless browser, and the CJK fonts
+# `install` (make setup) also installs what the web tests and reports need: a headless browser, CJK fonts
 # without which it draws Chinese as empty boxes. Each with a file that shows it is there.
 BROWSER_PACKAGES = {
     "chromium": Path("/usr/bin/chromium"),
     "fonts-noto-cjk": Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+    # a CJK TrueType font for the PDF reports (reportlab cannot read Noto CJK's PostScript outlines)
+    "fonts-wqy-zenhei": Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
 }
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
