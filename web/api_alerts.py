@@ -486,6 +486,24 @@ def deadletters(
     return DeadLetterPage(items=items, total=total, limit=limit, offset=offset)
 
 
+# ---------------------------------------------------------------- public wrappers (for web.pages)
+
+
+def clinic_or_404(session: Session, user: User, clinic_id: str) -> ClinicRow:
+    """The clinic, if the user may see it; else ``HTTPException(404)``."""
+    return _clinic_or_404(session, user, clinic_id)
+
+
+def alert_state(alerts: list[AlertRow]) -> Literal["green", "amber", "red"]:
+    """The colour of an appliance or clinic with these open alerts (as ``GET .../status`` gives it)."""
+    return _state(alerts)
+
+
+def alert_out(a: AlertRow) -> AlertOut:
+    """An alert as the API shows it."""
+    return _alert(a)
+
+
 # ---------------------------------------------------------------- helpers
 
 

@@ -93,7 +93,7 @@ INFLUX_TIMEOUT_S = 5.0  # a page waits at most this long for InfluxDB before ans
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     """The app for ``settings`` (its database, created if need be); ``clock`` defaults to the system's."""
     # here, not at the top: the routers import the dependencies above
-    from web import ack, api_alerts, api_waste, auth, outbox
+    from web import ack, api_alerts, api_waste, auth, outbox, pages
 
     engine = make_engine(settings.sql_url)
     init_db(engine)  # registry, alert, ack_link, user, session and audit tables
@@ -128,6 +128,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.include_router(pages.router)  # first: its GET / (the user's home) replaces web.auth's
     app.include_router(auth.router)
     app.include_router(auth.api_router)
     app.include_router(api_alerts.router)

@@ -174,18 +174,46 @@ ENDPOINTS: list[tuple[str, str, str]] = [
     ("GET", "/a/{token}", "public"),
     ("GET", "/docs", "public"),
     ("GET", "/api/openapi.json", "public"),
+    # the pages (web.pages)
+    ("GET", "/clinics/{clinic}", "scoped"),
+    ("GET", "/clinics/{clinic}/report/2026-11.pdf", "scoped"),
+    ("GET", "/clinics/{clinic}/report/2026-11.csv", "scoped"),
+    ("POST", "/alerts/{alert}/ack", "form"),
+    ("POST", "/alerts/{alert}/resolve", "form"),
+    ("GET", "/district", "district"),
+    ("GET", "/", "home"),
 ]
 BODIES = {
     "/api/alerts/{alert}/ack": {"note": "matrix"},
     "/api/alerts/{alert}/resolve": {"corrective_action": "moved_vaccines", "detail": "matrix"},
+}
+FORMS = {  # the page forms post form fields (the clients send the CSRF token in the header)
+    "/alerts/{alert}/ack": {"note": "matrix"},
+    "/alerts/{alert}/resolve": {"corrective_action": "moved_vaccines", "detail": "matrix"},
+}
+# where a 303 goes: pages without a login -> /login?next=..., forms -> back to the clinic page,
+# /district for clinic staff -> their clinic, / -> the role's home
+HOMES = {
+    "staff": f"/clinics/{OWN}",
+    "officer": "/district",
+    "admin": "/district",
+    "anonymous": "/login?next=/",
 }
 
 
 def expected(access: str, role: str, scope: str | None, page: bool) -> int:
     if access == "public":
         return 200
+    if access == "home":
+        return 303
     if role == "anonymous":
         return 303 if page else 401
+    if access == "district":
+        return 303 if role == "staff" else 200
+    if access == "form":
+        if role == "admin":
+            return 403
+        return 303 if scope in VISIBLE[role] else 404
     if access == "admin":
         return 200 if role == "admin" else 403
     if access == "act" and role == "admin":
@@ -197,7 +225,7 @@ def expected(access: str, role: str, scope: str | None, page: bool) -> int:
 
 def _cases() -> Iterator[Any]:
     for method, template, access in ENDPOINTS:
-        scopes: tuple[str | None, ...] = SCOPES if access in ("scoped", "act") else (None,)
+        scopes: tuple[str | None, ...] = SCOPES if access in ("scoped", "act", "form") else (None,)
         for scope in scopes:
             for role in ROLES:
                 yield pytest.param(
@@ -225,11 +253,22 @@ def test_authorization_matrix(
     client = matrix.clients[role]
     url = _url(matrix, template, scope)
     page = not url.startswith("/api/") and access != "public"
-    r = client.request(method, url, json=BODIES.get(template), follow_redirects=False)
+    if template in FORMS:
+        r = client.request(method, url, data=FORMS[template], follow_redirects=False)
+    else:
+        r = client.request(method, url, json=BODIES.get(template), follow_redirects=False)
     want = expected(access, role, scope, page)
     assert r.status_code == want, r.text[:300]
     if want == 303:
-        assert r.headers["location"].startswith("/login?next=")
+        location = r.headers["location"]
+        if access == "home":
+            assert location == HOMES[role]
+        elif role == "anonymous":
+            assert location.startswith("/login?next=")
+        elif access == "form":
+            assert location == f"/clinics/{CLINIC_OF[scope or '']}"
+        else:
+            assert location == HOMES[role]
     if url.startswith("/api/") and want != 200:
         assert set(r.json()) == {"error", "detail"}
 
@@ -254,7 +293,7 @@ def test_a_far_district_officer_sees_only_their_district(matrix: Matrix) -> None
 def test_every_route_is_in_the_matrix(matrix: Matrix) -> None:
     """A new endpoint fails this until it is in ``ENDPOINTS`` with its access rule."""
     names = {"{alert}": "{alert_id}", "{clinic}": "{clinic_id}", "{equipment}": "{equipment_id}"}
-    names |= {"{bag}": "{bag_id}", "{manifest}": "{manifest_id}"}
+    names |= {"{bag}": "{bag_id}", "{manifest}": "{manifest_id}", "2026-11": "{month}"}
     covered = set()
     for method, template, _access in ENDPOINTS:
         path = template.split("?")[0]
@@ -263,8 +302,8 @@ def test_every_route_is_in_the_matrix(matrix: Matrix) -> None:
         covered.add((method, path))
     schema = matrix.app.openapi()["paths"]
     in_schema = {(m.upper(), p) for p, ops in schema.items() for m in ops}
-    # POST /a/{token}: the signed link is the credential (test_ack_page); POST /login, /logout and GET /
-    # are outside the schema (test_auth)
+    # POST /a/{token}: the signed link is the credential (test_ack_page); POST /login and /logout are
+    # outside the schema (test_auth)
     assert in_schema - covered == {("POST", "/a/{token}")}
 
 

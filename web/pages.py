@@ -1,0 +1,503 @@
+"""The HTML pages of the web app for clinic staff and district officers (issue 6), server-rendered, no
+JavaScript, zh-CN by default (``?lang=en``), phone first:
+
+- ``GET /``: the user's home (clinic staff: their clinic's page; officer and admin: ``/district``;
+  anonymous: ``/login``).
+- ``GET /clinics/{clinic_id}``: one card per appliance (the latest temperature in large type, green /
+  amber / red, the age of the reading, the allowed range) with its open alerts and their acknowledge and
+  resolve forms; the clinic's other open alerts; the bags of medical waste in the store; links to this
+  month's record (PDF, CSV). The status is ``web.api_alerts.clinic_status``'s: InfluxDB down shows "—"
+  and a note.
+- ``POST /alerts/{alert_id}/ack`` and ``POST /alerts/{alert_id}/resolve``: the forms, with the session's
+  CSRF token in the ``csrf`` field; the same calls as the API (``web.api_alerts.acknowledge`` /
+  ``resolve``: lifecycle, audit log), then back to the clinic page (303). A resolve the lifecycle refuses
+  (a critical cold-chain alert without a corrective action) shows the clinic page again with why (422).
+- ``GET /clinics/{clinic_id}/report/{YYYY-MM}.pdf`` and ``.csv``: the monthly record (``web.reports``).
+- ``GET /district``: every clinic of the district (name, worst colour, open alerts) and the district's
+  open alerts, most severe first, oldest first within a severity. Officers see their district, admins
+  the demo district or ``?district=``; clinic staff are sent to their clinic's page.
+
+Scope as everywhere (``web.auth``): a clinic or alert outside the user's scope is 404; admins look but do
+not acknowledge or resolve (403); a page asked for without a login redirects to ``/login``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, cast
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+
+from alerting.messages import EN, ZH
+from alerting.rules.types import Severity
+from alerting.store import AlertRow
+from alerting.waste.profiles import NATIONAL, all_profiles
+from core.db import ClinicRow, DistrictRow, PersonRow, TownshipRow
+from core.profiles import profile_settings
+from core.registry_store import profile_overrides, waste_registry
+from core.waste_store import profile_in_force
+from web import api_alerts, api_waste, reports
+from web.api_alerts import (
+    ACT_ROLES,
+    CLINIC_TZ,
+    DETAIL_MAX,
+    NOTE_MAX,
+    OPEN_STATES,
+    AckIn,
+    ActUser,
+    AlertId,
+    AlertOut,
+    ClinicId,
+    CorrectiveAction,
+    ResolveIn,
+)
+from web.app import TEMPLATES, ClockDep, InfluxDep, SessionDep
+from web.auth import HEADERS, CurrentUser, OptionalUser, User, can_see_clinic, login_redirect
+from web.i18n import local_time, pick_lang, texts
+from web.users import DEMO_DISTRICT, Role
+
+router = APIRouter(tags=["pages"])
+
+Lang = Annotated[str | None, Query(max_length=16, description="zh-CN (default) or en")]
+Month = Annotated[str, Path(max_length=16, description="YYYY-MM", examples=["2026-11"])]
+SEVERITY_ORDER = {Severity.critical.value: 0, Severity.warning.value: 1, Severity.info.value: 2}
+PRESETS = tuple(c.value for c in CorrectiveAction)
+
+
+async def _form(request: Request) -> FormData:
+    """The posted form (Starlette caches it: the CSRF check has read it already)."""
+    return await request.form(max_files=0, max_fields=16)
+
+
+FormDep = Annotated[FormData, Depends(_form)]
+
+
+# ---------------------------------------------------------------- home
+
+
+@router.get("/", response_class=RedirectResponse, status_code=303)
+def home(request: Request, user: OptionalUser) -> RedirectResponse:
+    """The user's home page."""
+    if user is None:
+        return login_redirect(request)
+    if user.role is Role.clinic_staff:
+        target = _clinic_url(user.scope or "")
+    else:
+        target = "/district"
+    return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+# ---------------------------------------------------------------- a clinic
+
+
+@router.get("/clinics/{clinic_id}", response_class=HTMLResponse)
+def clinic_page(
+    clinic_id: ClinicId,
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    influx: InfluxDep,
+    user: CurrentUser,
+    lang: Lang = None,
+) -> HTMLResponse:
+    """A clinic's appliances, their open alerts, its waste store and its monthly record."""
+    return _clinic(request, session, clock.now(), influx, user, clinic_id, pick_lang(lang, user.language))
+
+
+@router.post("/alerts/{alert_id}/ack", response_class=RedirectResponse, status_code=303)
+def ack_form(
+    alert_id: AlertId,
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    user: ActUser,
+    form: FormDep,
+) -> Response:
+    """The acknowledge button of the clinic page."""
+    lang = pick_lang(_field(form, "lang", 16) or None, user.language)
+    note = _field(form, "note", NOTE_MAX).strip() or None
+    out = api_alerts.acknowledge(alert_id, request, session, clock, user, AckIn(note=note))
+    return _back(out.alert.clinic, lang)
+
+
+@router.post("/alerts/{alert_id}/resolve", response_class=RedirectResponse, status_code=303)
+def resolve_form(
+    alert_id: AlertId,
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    influx: InfluxDep,
+    user: ActUser,
+    form: FormDep,
+) -> Response:
+    """The resolve form of the clinic page: a corrective-action preset and a note."""
+    lang = pick_lang(_field(form, "lang", 16) or None, user.language)
+    t = texts(lang)
+    preset = _field(form, "corrective_action", 64).strip()
+    detail = _field(form, "detail", DETAIL_MAX).strip() or None
+    try:
+        body = ResolveIn(corrective_action=cast(Any, preset or None), detail=detail)
+    except ValidationError:
+        body = None
+    error: str | None = t["resolve_bad_preset"] if body is None else None
+    if body is not None:
+        try:
+            out = api_alerts.resolve(alert_id, request, session, clock, user, body)
+        except HTTPException as exc:
+            if exc.status_code != 422:
+                raise
+            session.rollback()  # the API's write lock (SQLite) or row lock
+            error = str(exc.detail)
+        else:
+            return _back(out.alert.clinic, lang)
+    alert = session.get(AlertRow, alert_id)
+    if alert is None or alert.clinic is None or not can_see_clinic(session, user, alert.clinic):
+        raise HTTPException(404, f"no alert {alert_id!r}")
+    return _clinic(
+        request,
+        session,
+        clock.now(),
+        influx,
+        user,
+        alert.clinic,
+        lang,
+        status=422,
+        error=(t["resolve_failed"], error or ""),
+        error_alert=alert_id,
+    )
+
+
+@router.get("/clinics/{clinic_id}/report/{month}.pdf", response_class=Response)
+def report_pdf(
+    clinic_id: ClinicId,
+    month: Month,
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    user: CurrentUser,
+    lang: Lang = None,
+) -> Response:
+    """The clinic's monthly cold-chain record as a PDF."""
+    rec = _record(request, session, clock.now(), user, clinic_id, month)
+    try:
+        pdf = reports.record_pdf(rec, pick_lang(lang, user.language))
+    except reports.FontMissing as exc:
+        raise HTTPException(503, str(exc)) from None
+    return _download(pdf, "application/pdf", f"{rec.clinic_id}-{rec.month_text}.pdf")
+
+
+@router.get("/clinics/{clinic_id}/report/{month}.csv", response_class=Response)
+def report_csv(
+    clinic_id: ClinicId,
+    month: Month,
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    user: CurrentUser,
+    lang: Lang = None,
+) -> Response:
+    """The clinic's monthly cold-chain record as CSV (UTF-8)."""
+    rec = _record(request, session, clock.now(), user, clinic_id, month)
+    text = reports.record_csv(rec, pick_lang(lang, user.language))
+    return _download(text.encode("utf-8"), "text/csv; charset=utf-8", f"{rec.clinic_id}-{rec.month_text}.csv")
+
+
+# ---------------------------------------------------------------- the district
+
+
+@router.get("/district", response_class=HTMLResponse)
+def district_page(
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    user: CurrentUser,
+    district: Annotated[str | None, Query(max_length=64, description="admins: which district")] = None,
+    lang: Lang = None,
+) -> Response:
+    """Every clinic of the district at a glance, and its open alerts."""
+    if user.role is Role.clinic_staff:
+        return RedirectResponse(_clinic_url(user.scope or ""), status_code=303, headers=HEADERS)
+    if user.role is Role.district_officer:
+        if district is not None and district != user.scope:
+            raise HTTPException(404, f"no district {district!r}")
+        district_id = user.scope or ""
+    else:
+        district_id = district or DEMO_DISTRICT
+    row = session.get(DistrictRow, district_id)
+    if row is None:
+        raise HTTPException(404, f"no district {district_id!r}")
+    lang = pick_lang(lang, user.language)
+    t = texts(lang)
+    now = clock.now()
+    clinics = list(
+        session.execute(
+            select(ClinicRow, TownshipRow.name)
+            .join(TownshipRow, TownshipRow.id == ClinicRow.township_id)
+            .where(TownshipRow.district_id == row.id)
+            .order_by(TownshipRow.name, ClinicRow.name, ClinicRow.id)
+        )
+    )
+    names = {c.id: c.name for c, _ in clinics}
+    alerts = list(
+        session.scalars(
+            select(AlertRow).where(AlertRow.clinic.in_(sorted(names)), AlertRow.state.in_(OPEN_STATES))
+        )
+    )
+    grid = []
+    for c, township in clinics:
+        mine = [a for a in alerts if a.clinic == c.id]
+        grid.append(
+            {
+                "id": c.id,
+                "name": c.name,
+                "township": township,
+                "url": _clinic_url(c.id, lang),
+                "state": api_alerts.alert_state(mine),
+                "open": len(mine),
+            }
+        )
+    people = _people(session)
+    alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.started_at, a.id))
+    shown = [
+        {
+            **_alert_view(api_alerts.alert_out(a), t, lang, now, people),
+            "clinic_name": names.get(a.clinic or "", ""),
+        }
+        for a in alerts
+    ]
+    return _render(
+        request,
+        "district.html",
+        lang,
+        user,
+        title=t["district_title"].format(name=row.name),
+        district=row,
+        grid=grid,
+        alerts=shown,
+    )
+
+
+# ---------------------------------------------------------------- building the clinic page
+
+
+def _clinic(
+    request: Request,
+    session: Session,
+    now: float,
+    influx: Any,
+    user: User,
+    clinic_id: str,
+    lang: str,
+    *,
+    status: int = 200,
+    error: tuple[str, str] | None = None,
+    error_alert: str | None = None,
+) -> HTMLResponse:
+    t = texts(lang)
+    st = api_alerts.clinic_status(clinic_id, session, _Clock(now), influx, user)  # 404 outside the scope
+    engine = cast(Engine, session.get_bind())
+    overrides = profile_overrides(engine)
+    people = _people(session)
+    alerts = {a.id: _alert_view(a, t, lang, now, people) for a in st.open_alerts}
+    on_cards: set[str] = set()
+    cards = []
+    for e in st.equipment:
+        try:
+            ps = profile_settings(e.profile, overrides)
+            low, high = ps.low_c, ps.high_c
+        except ValueError:
+            low = high = None
+        on_cards.update(e.open_alerts)
+        cards.append(
+            {
+                "id": e.id,
+                "name": e.name,
+                "state": e.state,
+                "state_label": t[f"colour_{e.state}"],
+                "temperature": _celsius(e.celsius, lang) if e.celsius is not None else "—",
+                "age": _age(e.age_s, t) if e.age_s is not None else None,
+                "range": _range(low, high, t),
+                "alerts": [alerts[a] for a in e.open_alerts if a in alerts],
+            }
+        )
+    month = datetime.fromtimestamp(now, CLINIC_TZ).strftime("%Y-%m")
+    base = f"{_clinic_url(st.clinic)}/report/{month}"
+    suffix = f"?lang={quote(lang)}"
+    return _render(
+        request,
+        "clinic.html",
+        lang,
+        user,
+        status=status,
+        title=st.clinic_name,
+        st=st,
+        cards=cards,
+        other_alerts=[v for k, v in alerts.items() if k not in on_cards],
+        influx_down=st.influx_error is not None,
+        can_act=user.role in ACT_ROLES,
+        presets=[(p, t[f"preset_{p}"]) for p in PRESETS],
+        note_max=NOTE_MAX,
+        detail_max=DETAIL_MAX,
+        report_month=month,
+        report_pdf=base + ".pdf" + suffix,
+        report_csv=base + ".csv" + suffix,
+        waste=_waste(session, st.clinic, now, user, t),
+        error=error,
+        error_alert=error_alert,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Clock:
+    """The request's instant, handed to the API functions so that the page is of one moment."""
+
+    t: float
+
+    def now(self) -> float:
+        return self.t
+
+
+def _alert_view(
+    a: AlertOut, t: dict[str, str], lang: str, now: float, people: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "clinic": a.clinic,
+        "severity": a.severity,
+        "severity_label": t.get(f"severity_{a.severity}", a.severity),
+        "state": a.state,
+        "state_label": t.get(f"state_{a.state}", a.state),
+        "message": a.message_en if lang == EN else a.message,
+        "since": local_time(a.started_at, lang),
+        "open_for": _age(max(0.0, now - a.started_at), t),
+        "acked": (
+            t["acked_by_at"].format(
+                name=people.get(a.acknowledged_by, a.acknowledged_by),
+                time=local_time(a.acknowledged_at, lang),
+            )
+            if a.acknowledged_at is not None and a.acknowledged_by
+            else None
+        ),
+        "can_ack": a.state == "firing",
+        "needs_action": a.needs_corrective_action,
+    }
+
+
+def _waste(
+    session: Session, clinic_id: str, now: float, user: User, t: dict[str, str]
+) -> dict[str, Any] | None:
+    """Today's waste (``web.api_waste.clinic_days``): the bags generated today and the bags in the
+    store with how long they have been there, overdue from the waste profile's warning age on; None for
+    a clinic with neither."""
+    today = datetime.fromtimestamp(now, CLINIC_TZ).date().isoformat()
+    days = api_waste.clinic_days(clinic_id, session, _Clock(now), user, start=today, end=today)
+    generated = days.days[0] if days.days else None
+    if not days.store and (generated is None or not generated.bags_generated):
+        return None
+    engine = cast(Engine, session.get_bind())
+    wreg = waste_registry(engine)  # the profile in force, as web.api_waste and the alerting service judge
+    profile = all_profiles(wreg.profiles).get(profile_in_force(engine, wreg.profile), NATIONAL)
+    bags = [
+        {
+            "id": b.bag_id,
+            "category": t.get(f"waste_{b.category}", b.category),
+            "kg": f"{b.kg:.1f}",
+            "age": t["stored_h"].format(n=f"{b.age_h:.0f}"),
+            "overdue": b.age_h >= profile.storage_warning_h,
+        }
+        for b in days.store
+    ]
+    return {
+        "generated": generated.bags_generated if generated else 0,
+        "kg": f"{sum(generated.kg_by_category.values()) if generated else 0.0:.1f}",
+        "bags": bags,
+        "limit_h": _num(profile.storage_warning_h),
+    }
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _record(
+    request: Request, session: Session, now: float, user: User, clinic_id: str, month: str
+) -> reports.MonthlyRecord:
+    clinic = api_alerts.clinic_or_404(session, user, clinic_id)
+    try:
+        year, mon = reports.parse_month(month)
+        return reports.monthly_record(request.app.state.engine, clinic.id, year, mon, now)
+    except reports.ReportError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _download(body: bytes, media_type: str, filename: str) -> Response:
+    headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{quote(filename)}"'}
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def _render(
+    request: Request, template: str, lang: str, user: User, status: int = 200, **ctx: Any
+) -> HTMLResponse:
+    context = {
+        "lang": lang,
+        "t": texts(lang),
+        "other_lang": ZH if lang == EN else EN,
+        "user": user,
+        "csrf": user.csrf,
+        "nav": True,
+        **ctx,
+    }
+    return TEMPLATES.TemplateResponse(request, template, context, status_code=status, headers=HEADERS)
+
+
+def _back(clinic: str | None, lang: str) -> RedirectResponse:
+    target = _clinic_url(clinic, lang) if clinic else "/"
+    return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def _clinic_url(clinic_id: str, lang: str | None = None) -> str:
+    url = f"/clinics/{quote(clinic_id, safe='')}"
+    return f"{url}?lang={quote(lang)}" if lang and lang != ZH else url
+
+
+def _people(session: Session) -> dict[str, str]:
+    return {p.id: p.name for p in session.scalars(select(PersonRow))}
+
+
+def _field(form: FormData, name: str, limit: int) -> str:
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _celsius(c: float, lang: str) -> str:
+    return f"{c:.1f} °C" if lang == EN else f"{c:.1f}°C"
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:g}"
+
+
+def _range(low: float | None, high: float | None, t: dict[str, str]) -> str | None:
+    """ "允许范围 2–8°C"; "允许范围 −25 至 −15°C" when a dash would read as a minus sign."""
+    if low is None or high is None:
+        return None
+    lo, hi = _num(low).replace("-", "\u2212"), _num(high).replace("-", "\u2212")
+    span = f"{lo}–{hi}" if low >= 0 and high >= 0 else t["range_to"].format(low=lo, high=hi)
+    return t["range"].format(span=span)
+
+
+def _age(seconds: float, t: dict[str, str]) -> str:
+    """ "3 分钟前" / "3 min ago"; hours past 2 h, days past 2 days."""
+    if seconds < 60:
+        return t["age_now"]
+    if seconds < 7200:
+        return t["age_min"].format(n=int(seconds // 60))
+    if seconds < 2 * 86400:
+        return t["age_h"].format(n=int(seconds // 3600))
+    return t["age_d"].format(n=int(seconds // 86400))
