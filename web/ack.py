@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -26,7 +26,7 @@ from alerting.notify.links import AckLink, LinkError, mark_used, verify_link
 from alerting.rules.types import COLD_CHAIN_RULES, Rule
 from alerting.store import SYSTEM, AlertRow, AlertState
 from core.db import ClinicRow, EquipmentRow, PersonRow
-from web.app import TEMPLATES, ClockDep, LinkKeyDep, SessionDep
+from web.app import TEMPLATES, ClockDep, LinkKeyDep, SessionDep, read_form
 from web.i18n import local_time, pick_lang, texts
 
 router = APIRouter()
@@ -58,15 +58,7 @@ async def _form(request: Request) -> FormData:
     is accepted: ``application/x-www-form-urlencoded`` with a Content-Length, a few KB at most (no JSON,
     no multipart, no uploads).
     """
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/x-www-form-urlencoded":
-        raise HTTPException(415, "the form is sent as application/x-www-form-urlencoded")
-    length = request.headers.get("content-length", "")
-    if not length.isdigit():
-        raise HTTPException(411, "Content-Length required")
-    if int(length) > FORM_MAX_BYTES:
-        raise HTTPException(413, f"form larger than {FORM_MAX_BYTES} bytes")
-    return await request.form(max_files=0, max_fields=8)
+    return await read_form(request, FORM_MAX_BYTES, 8)
 
 
 FormDep = Annotated[FormData, Depends(_form)]

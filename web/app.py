@@ -26,7 +26,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import alerting.store  # noqa: F401  (registers the alert tables on Base for init_db)
@@ -85,6 +86,20 @@ SessionDep = Annotated[Session, Depends(_session)]
 InfluxDep = Annotated[InfluxClient, Depends(_influx)]
 
 INFLUX_TIMEOUT_S = 5.0  # a page waits at most this long for InfluxDB before answering without it
+
+
+async def read_form(request: Request, max_bytes: int, max_fields: int) -> FormData:
+    """A small form as our own pages send it: ``application/x-www-form-urlencoded`` with a
+    Content-Length of at most ``max_bytes`` (no JSON, no multipart, no uploads)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise HTTPException(415, "the form is sent as application/x-www-form-urlencoded")
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        raise HTTPException(411, "Content-Length required")
+    if int(length) > max_bytes:
+        raise HTTPException(413, f"form larger than {max_bytes} bytes")
+    return await request.form(max_files=0, max_fields=max_fields)
 
 
 # ---------------------------------------------------------------- the app

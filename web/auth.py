@@ -40,7 +40,7 @@ from starlette.datastructures import FormData
 from alerting.messages import EN, ZH
 from core.db import ClinicRow, TownshipRow
 from web import users
-from web.app import TEMPLATES, ClockDep, LinkKeyDep, SessionDep, SettingsDep
+from web.app import TEMPLATES, ClockDep, LinkKeyDep, SessionDep, SettingsDep, read_form
 from web.i18n import pick_lang, texts
 from web.users import Role, UserRow
 
@@ -275,15 +275,7 @@ def _render_login(
 
 
 async def _read_form(request: Request) -> FormData:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/x-www-form-urlencoded":
-        raise HTTPException(415, "the form is sent as application/x-www-form-urlencoded")
-    length = request.headers.get("content-length", "")
-    if not length.isdigit():
-        raise HTTPException(411, "Content-Length required")
-    if int(length) > FORM_MAX_BYTES:
-        raise HTTPException(413, f"form larger than {FORM_MAX_BYTES} bytes")
-    return await request.form(max_files=0, max_fields=16)
+    return await read_form(request, FORM_MAX_BYTES, 16)
 
 
 def _field(form: FormData, name: str, limit: int = 300) -> str:

@@ -4,15 +4,12 @@ Chromium on a phone-sized screen (with the CJK fonts actually drawing Chinese, n
 from __future__ import annotations
 
 import re
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -20,6 +17,7 @@ from alerting import lifecycle
 from alerting.notify.links import BASE62, AckLinkRow
 from alerting.store import AlertEventRow, AlertState, EventKind
 from core.db import PersonRow
+from tests.web.conftest import serving
 from web.app import create_app
 
 from .conftest import NURSE, OTHER_NURSE, T0, TTL_S, World
@@ -265,22 +263,8 @@ def test_user_text_is_escaped(client: TestClient, world: World):
 @pytest.fixture
 def server(world: World) -> Iterator[str]:
     """The app served by uvicorn in a thread on a free loopback port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(world.settings, world.clock), log_level="warning", lifespan="on")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serving(create_app(world.settings, world.clock)) as url:
+        yield url
 
 
 def test_people_acknowledging_at_once_make_one_acknowledgement(world: World, server: str):

@@ -4,15 +4,11 @@ a real headless Chromium (Debian's) on a phone-sized screen."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +16,7 @@ from sqlalchemy.orm import Session
 from alerting import lifecycle
 from alerting.rules.types import Action, Decision, Rule, Severity
 from alerting.store import AlertState
+from tests.web.conftest import serving
 from web.app import create_app
 from web.users import AuditRow
 
@@ -293,23 +290,10 @@ def test_home(client: TestClient, users: World):
 @pytest.fixture
 def server(users: World) -> Iterator[str]:
     """The app served by uvicorn in a thread on a free loopback port, with a reading of 9.4 °C."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    port = sock.getsockname()[1]
     app = create_app(users.settings, users.clock)
     app.state.influx = FakeInflux({FRIDGE: (users.clock.now() - 60, 9.4)})
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serving(app) as url:
+        yield url
 
 
 def test_clinic_page_in_headless_chromium(world: World, server: str, tmp_path: Path):
