@@ -150,6 +150,18 @@ def officer_client(users: World) -> Iterator[TestClient]:
     yield from _logged_in(users, "officer")
 
 
+# Debian's Chromium, never a browser downloaded by playwright; the flags keep it off the network
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
     """``app`` served by uvicorn in a thread on a free loopback port (for the browser tests)."""

@@ -17,20 +17,10 @@ from alerting import lifecycle
 from alerting.notify.links import BASE62, AckLinkRow
 from alerting.store import AlertEventRow, AlertState, EventKind
 from core.db import PersonRow
-from tests.web.conftest import serving
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, serving
 from web.app import create_app
 
 from .conftest import NURSE, OTHER_NURSE, T0, TTL_S, World
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def url(token: str) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from alerting import lifecycle
 from alerting.rules.types import Action, Decision, Rule, Severity
 from alerting.store import AlertState
-from tests.web.conftest import serving
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, serving
 from web.app import create_app
 from web.users import AuditRow
 
@@ -24,15 +24,6 @@ from .auth_helpers import FAR_CLINIC, FAR_DISTRICT, PASSWORD, add_far_district, 
 from .conftest import CLINIC, FRIDGE, NURSE, T0, World
 
 OTHER = "baihe-thc"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 class FakeInflux:
