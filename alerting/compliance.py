@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-LOCAL = timezone(timedelta(hours=8))  # the clinics' clocks (Asia/Shanghai)
+from core.clinic_time import CLINIC_TZ
+
 ACK_WITHIN_S = 30 * 60.0  # DESIGN §6: level 1 is told after 30 min without acknowledgement
 CLOSED_AGE_S = 72 * 3600.0  # a bag is old enough to have closed its loop
 
@@ -146,8 +147,8 @@ def month_bounds(year: int, month: int) -> tuple[float, float, date, date]:
     """[start, end) of a month in clinic time, as epoch seconds, and its first and last day."""
     first = date(year, month, 1)
     nxt = date(year + (month == 12), month % 12 + 1, 1)
-    start = datetime(first.year, first.month, first.day, tzinfo=LOCAL).timestamp()
-    end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=LOCAL).timestamp()
+    start = datetime(first.year, first.month, first.day, tzinfo=CLINIC_TZ).timestamp()
+    end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=CLINIC_TZ).timestamp()
     return start, end, first, nxt - timedelta(days=1)
 
 

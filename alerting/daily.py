@@ -16,12 +16,12 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from alerting.stats import DayStats, daily_stats, needs_attention
 from alerting.store import AlertRow
+from core.clinic_time import CLINIC_UTC_OFFSET_S
 from core.db import Base
 from core.influx import InfluxClient
 from core.profiles import profile_settings
 from core.registry_store import equipment_list, profile_overrides
 
-CLINIC_UTC_OFFSET_S = 8 * 3600.0
 WINDOW_DAYS = 30
 
 

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerting.checks_store import EquipmentCheckRow, init_check_tables
-from alerting.daily import CLINIC_UTC_OFFSET_S, compute_day, init_daily_tables
+from alerting.daily import compute_day, init_daily_tables
 from alerting.feed import build_engine_from_sql, feed_telemetry
 from alerting.lifecycle import AlertChange, apply_all
 from alerting.messages import Names
@@ -47,6 +47,7 @@ from alerting.waste.clock import WasteClock
 from alerting.waste.engine import WasteEngine, schedule_from
 from alerting.waste.profiles import all_profiles
 from alerting.waste.scanners import ScannerWatch
+from core.clinic_time import CLINIC_UTC_OFFSET_S
 from core.clock import Clock, SystemClock
 from core.db import ClinicRow, DistrictRow, EquipmentRow, PersonRow, TownshipRow, init_db, make_engine
 from core.influx import InfluxClient, InfluxError

@@ -163,21 +163,17 @@ def store_waste_events(engine: Engine, scans: Sequence[Scan], now: float) -> Sto
     conflicts: set[int] = set()
     with Session(engine) as s, s.begin():
         ids = {sc.event.event_id for sc in scans}
-        known: dict[str, set[str]] = {}
-        for event_id, fp in s.execute(
-            select(WasteBagEventRow.event_id, WasteBagEventRow.fingerprint).where(
+        known: dict[str, set[str]] = {}  # event id -> fingerprints stored
+        first: dict[str, str] = {}  # event id -> fingerprint of the version kept first
+        for event_id, fp, conflict in s.execute(
+            select(WasteBagEventRow.event_id, WasteBagEventRow.fingerprint, WasteBagEventRow.conflict).where(
                 WasteBagEventRow.event_id.in_(ids)
             )
         ):
             known.setdefault(event_id, set()).add(fp)
+            if not conflict:
+                first[event_id] = fp
         bags: set[str] = set()
-        first: dict[str, str] = {}  # event id -> fingerprint of the version kept first
-        for event_id, fp in s.execute(
-            select(WasteBagEventRow.event_id, WasteBagEventRow.fingerprint).where(
-                WasteBagEventRow.event_id.in_(ids), WasteBagEventRow.conflict.is_(False)
-            )
-        ):
-            first[event_id] = fp
         for i, sc in enumerate(scans):
             ev = sc.event
             fp = fingerprint(ev)

@@ -23,7 +23,7 @@ Anything outside the user's scope is 404, as if it did not exist (``web.auth``).
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from alerting import lifecycle
 from alerting.rules.types import Rule, Severity
 from alerting.store import AlertRow, AlertState
+from core.clinic_time import CLINIC_TZ
 from core.db import ClinicRow, DeadLetterRow, EquipmentRow, TownshipRow
 from core.influx import InfluxClient, InfluxError
 from core.lineprotocol import quote_literal
@@ -44,7 +45,6 @@ from web.users import Role
 
 router = APIRouter(prefix="/api", tags=["alerts"])
 
-CLINIC_TZ = timezone(timedelta(hours=8))
 LIMIT_DEFAULT = 50
 LIMIT_MAX = 500
 ID_MAX = 64

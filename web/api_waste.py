@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, cast
 
 from fastapi import APIRouter, HTTPException, Query
@@ -34,17 +34,16 @@ from sqlalchemy.orm import Session
 from alerting.rules.types import WASTE_RULES, Rule
 from alerting.store import AlertRow
 from alerting.waste.manifests import Manifest, Reconciliation, reconcile
-from alerting.waste.profiles import NATIONAL, WasteProfile, all_profiles
+from alerting.waste.profiles import WasteProfile, profile_now
+from core.clinic_time import CLINIC_TZ
 from core.db import ClinicRow, TownshipRow
 from core.protocol import Category, Stage
-from core.registry_store import waste_registry
-from core.waste_store import STAGES, WasteBagEventRow, WasteBagRow, profile_in_force
+from core.waste_store import STAGES, WasteBagEventRow, WasteBagRow
 from web.app import ClockDep, SessionDep
 from web.auth import CurrentUser, User, can_see_clinic, visible_clinics
 
 router = APIRouter(prefix="/api/waste", tags=["waste"])
 
-CLINIC_TZ = timezone(timedelta(hours=8))  # the clinics' clocks (Asia/Shanghai, no DST)
 H = 3600.0
 DEFAULT_DAYS = 7
 MAX_DAYS = 93
@@ -411,9 +410,7 @@ def _can_see_manifest(session: Session, user: User, manifest_id: str) -> bool:
 
 def _profile(session: Session) -> WasteProfile:
     """The waste profile in force: the last switch's, else the registry's (national by default)."""
-    engine = cast(Engine, session.get_bind())
-    wreg = waste_registry(engine)
-    return all_profiles(wreg.profiles).get(profile_in_force(engine, wreg.profile), NATIONAL)
+    return profile_now(cast(Engine, session.get_bind()))
 
 
 def _status(r: Reconciliation) -> str:

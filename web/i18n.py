@@ -7,12 +7,13 @@ the alert store (``alerting.messages`` wrote them in both languages).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from alerting.messages import EN, ZH, normalize_lang
+from core.clinic_time import CLINIC_TZ
 
 LANGS = (ZH, EN)
-LOCAL_TZ = timezone(timedelta(hours=8), "CST")  # Asia/Shanghai: the clinics' clocks, no DST
+LOCAL_TZ = CLINIC_TZ  # Asia/Shanghai: the clinics' clocks, no DST
 
 _TEXTS: dict[str, tuple[str, str]] = {
     # key: (zh-CN, en)

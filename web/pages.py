@@ -38,11 +38,10 @@ from starlette.datastructures import FormData
 from alerting.messages import EN, ZH
 from alerting.rules.types import Severity
 from alerting.store import AlertRow
-from alerting.waste.profiles import NATIONAL, all_profiles
+from alerting.waste.profiles import profile_now
 from core.db import ClinicRow, DistrictRow, PersonRow, TownshipRow
 from core.profiles import profile_settings
-from core.registry_store import profile_overrides, waste_registry
-from core.waste_store import profile_in_force
+from core.registry_store import profile_overrides
 from web import api_alerts, api_waste, reports
 from web.api_alerts import (
     ACT_ROLES,
@@ -401,9 +400,7 @@ def _waste(
     generated = days.days[0] if days.days else None
     if not days.store and (generated is None or not generated.bags_generated):
         return None
-    engine = cast(Engine, session.get_bind())
-    wreg = waste_registry(engine)  # the profile in force, as web.api_waste and the alerting service judge
-    profile = all_profiles(wreg.profiles).get(profile_in_force(engine, wreg.profile), NATIONAL)
+    profile = profile_now(cast(Engine, session.get_bind()))  # as web.api_waste and the alerting service
     bags = [
         {
             "id": b.bag_id,

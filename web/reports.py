@@ -22,10 +22,11 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from alerting.checks_store import EquipmentCheckRow
-from alerting.compliance import LOCAL, Score, gather, month_bounds, score
+from alerting.compliance import Score, gather, month_bounds, score
 from alerting.daily import EquipmentDayRow
 from alerting.messages import EN, ZH, normalize_lang
 from alerting.store import SYSTEM, AlertRow
+from core.clinic_time import CLINIC_TZ
 from core.db import ClinicRow, EquipmentRow, PersonRow, TownshipRow
 from core.profiles import profile_settings
 from core.registry_store import profile_overrides
@@ -129,7 +130,7 @@ class MonthlyRecord:
 
 
 def _local(t: float) -> datetime:
-    return datetime.fromtimestamp(t, LOCAL)
+    return datetime.fromtimestamp(t, CLINIC_TZ)
 
 
 def monthly_record(sql: Engine, clinic: str, year: int, month: int, now: float) -> MonthlyRecord:

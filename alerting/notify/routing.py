@@ -29,10 +29,9 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from core.clinic_time import WEEKDAYS, day_number, hhmm_minutes, minute_of_day, weekday
 from core.db import ClinicRow, DistrictRow, EscalationRow, PersonRow, RotaRow
 
-CLINIC_UTC_OFFSET_S = 8 * 3600  # Asia/Shanghai
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FALLBACK_ROLES = {0: "nurse", 1: "clinic_head", 2: "duty_officer"}
 
 DEFAULT_POLICY: dict[str, Any] = {
@@ -69,17 +68,14 @@ class Shift:
     end_min: int | None = None
 
     def on_duty(self, t: float) -> bool:
-        local = t + CLINIC_UTC_OFFSET_S
-        day = int(local // 86400)
-        weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
-        minute = int(local % 86400 // 60)
+        wd, minute = weekday(day_number(t)), minute_of_day(t)
         if self.start_min is None or self.end_min is None:
-            return weekday in self.days
+            return wd in self.days
         if self.start_min < self.end_min:
-            return weekday in self.days and self.start_min <= minute < self.end_min
+            return wd in self.days and self.start_min <= minute < self.end_min
         # overnight: the part after midnight belongs to the shift that started the evening before
-        return (weekday in self.days and minute >= self.start_min) or (
-            (weekday - 1) % 7 in self.days and minute < self.end_min
+        return (wd in self.days and minute >= self.start_min) or (
+            (wd - 1) % 7 in self.days and minute < self.end_min
         )
 
 
@@ -95,10 +91,7 @@ class Policy:
 
 
 def _hhmm(text: str | None) -> int | None:
-    if not text:
-        return None
-    h, m = text.split(":")
-    return int(h) * 60 + int(m)
+    return hhmm_minutes(text) if text else None
 
 
 def _minutes(v: Any) -> float | None:

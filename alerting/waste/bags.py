@@ -30,9 +30,8 @@ from typing import Any
 from alerting.rules.types import Action, Decision, Rule, Severity, iso
 from alerting.waste.profiles import WasteProfile
 from core.protocol import Stage, WasteEvent
+from core.waste_store import RANK, STAGES
 
-STAGES = (Stage.generated, Stage.collected, Stage.stored, Stage.handed_over, Stage.received, Stage.disposed)
-RANK = {s: i for i, s in enumerate(STAGES)}
 CLOCK_TOLERANCE_S = 300.0  # two scanners' clocks may disagree by this much without a stage "going back"
 H = 3600.0
 
@@ -44,10 +43,6 @@ FAMILY = {
     Rule.out_of_sequence: "sequence",
     Rule.refused_at_plant: "refusal",
 }
-
-
-def same_content(a: WasteEvent, b: WasteEvent) -> bool:
-    return a == b
 
 
 @dataclass
@@ -163,7 +158,7 @@ class BagMachine:
         out: list[Decision] = []
         known = self.scans.get(ev.event_id)
         if known is not None:
-            if not same_content(known, ev):
+            if known != ev:
                 self.conflicts.append(ev)
                 self._flag(ev.ts, f"duplicate event {ev.event_id} with different content", p, out)
             return out  # an exact duplicate (at-least-once delivery) changes nothing

@@ -21,10 +21,18 @@ from alerting.rules.types import Action, Decision, Rule, Severity, iso
 from alerting.waste.bags import BagMachine, H
 from alerting.waste.manifests import Manifest, Reconciliation, reconcile
 from alerting.waste.profiles import NATIONAL, WasteProfile
+from core.clinic_time import (
+    CLINIC_UTC_OFFSET_S,
+    DAY_S,
+    WEEKDAYS,
+    day_number,
+    day_start,
+    hhmm_minutes,
+    weekday,
+)
 from core.protocol import Stage, WasteEvent
 
-CLINIC_UTC_OFFSET_S = 8 * 3600  # the clinics' clocks (Asia/Shanghai)
-DAY = 86400.0
+DAY = float(DAY_S)
 KEEP_CLOSED_S = 7 * DAY  # a closed bag is kept this long for late scans and reports
 
 
@@ -40,12 +48,12 @@ class PickupSchedule:
     def deadlines(self, start: float, end: float) -> list[float]:
         """Scheduled times in (start, end]."""
         out: list[float] = []
-        day = int((start + CLINIC_UTC_OFFSET_S) // DAY)
+        day = day_number(start)
         while True:
-            t = day * DAY - CLINIC_UTC_OFFSET_S + self.by_min * 60.0
+            t = day_start(day) + self.by_min * 60.0
             if t > end:
                 return out
-            if t > start and (day + 3) % 7 in self.weekdays:  # 1970-01-01 was a Thursday
+            if t > start and weekday(day) in self.weekdays:
                 out.append(t)
             day += 1
 
@@ -268,6 +276,4 @@ def _in_store_at(bag: BagMachine, t: float) -> bool:
 
 
 def schedule_from(days: Iterable[str], by: str) -> PickupSchedule:
-    names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-    h, m = by.split(":")
-    return PickupSchedule(frozenset(names.index(d) for d in days), int(h) * 60 + int(m))
+    return PickupSchedule(frozenset(WEEKDAYS.index(d) for d in days), hhmm_minutes(by))

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 
+from sqlalchemy import Engine
+
 
 @dataclass(frozen=True, slots=True)
 class WasteProfile:
@@ -66,6 +68,16 @@ def make_profile(name: str, overrides: Mapping[str, float]) -> WasteProfile:
     if profile.weight_warning_pct > profile.weight_critical_pct:
         raise WasteProfileError(f"waste profile {name}: the weight warning is above the critical limit")
     return profile
+
+
+def profile_now(engine: Engine) -> WasteProfile:
+    """The profile in force, read from SQL: the last ``chainwatch waste profile`` switch, else the
+    registry's ``waste_profile`` (national by default)."""
+    from core.registry_store import waste_registry
+    from core.waste_store import profile_in_force
+
+    wreg = waste_registry(engine)
+    return all_profiles(wreg.profiles).get(profile_in_force(engine, wreg.profile), NATIONAL)
 
 
 def all_profiles(extra: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, WasteProfile]:
