@@ -108,7 +108,7 @@ async def read_form(request: Request, max_bytes: int, max_fields: int) -> FormDa
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     """The app for ``settings`` (its database, created if need be); ``clock`` defaults to the system's."""
     # here, not at the top: the routers import the dependencies above
-    from web import ack, api_alerts, api_waste, auth, outbox, pages
+    from web import ack, admin, api_alerts, api_waste, auth, district_page, outbox, pages
 
     engine = make_engine(settings.sql_url)
     init_db(engine)  # registry, alert, ack_link, user, session and audit tables
@@ -150,6 +150,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(ack.router)
     app.include_router(outbox.router)
     app.include_router(api_waste.router)
+    app.include_router(district_page.router)
+    app.include_router(admin.router)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _server_error)

@@ -151,6 +151,9 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "open_count": ("{n} 条未关闭警报", "{n} open alerts"),
     "district_alerts": ("未关闭警报（按严重程度、时间排序）", "Open alerts (most severe, then oldest first)"),
     "no_clinics": ("本区没有卫生院。", "No clinics in this district."),
+    # ---- clinic page: 24 h chart and twice-daily checks
+    # ---- district page, compliance and the district report
+    # ---- admin pages
 }
 
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -13,9 +13,7 @@ JavaScript, zh-CN by default (``?lang=en``), phone first:
   ``resolve``: lifecycle, audit log), then back to the clinic page (303). A resolve the lifecycle refuses
   (a critical cold-chain alert without a corrective action) shows the clinic page again with why (422).
 - ``GET /clinics/{clinic_id}/report/{YYYY-MM}.pdf`` and ``.csv``: the monthly record (``web.reports``).
-- ``GET /district``: every clinic of the district (name, worst colour, open alerts) and the district's
-  open alerts, most severe first, oldest first within a severity. Officers see their district, admins
-  the demo district or ``?district=``; clinic staff are sent to their clinic's page.
+- ``GET /district``: in ``web.district_page``.
 
 Scope as everywhere (``web.auth``): a clinic or alert outside the user's scope is 404; admins look but do
 not acknowledge or resolve (403); a page asked for without a login redirects to ``/login``.
@@ -39,7 +37,7 @@ from alerting.messages import EN, ZH
 from alerting.rules.types import Severity
 from alerting.store import AlertRow
 from alerting.waste.profiles import profile_now
-from core.db import ClinicRow, DistrictRow, PersonRow, TownshipRow
+from core.db import PersonRow
 from core.profiles import profile_settings
 from core.registry_store import profile_overrides
 from web import api_alerts, api_waste, reports
@@ -48,7 +46,6 @@ from web.api_alerts import (
     CLINIC_TZ,
     DETAIL_MAX,
     NOTE_MAX,
-    OPEN_STATES,
     AckIn,
     ActUser,
     AlertId,
@@ -60,7 +57,7 @@ from web.api_alerts import (
 from web.app import TEMPLATES, ClockDep, InfluxDep, SessionDep
 from web.auth import HEADERS, CurrentUser, OptionalUser, User, can_see_clinic, login_redirect
 from web.i18n import local_time, pick_lang, texts
-from web.users import DEMO_DISTRICT, Role
+from web.users import Role
 
 router = APIRouter(tags=["pages"])
 
@@ -206,81 +203,6 @@ def report_csv(
     rec = _record(request, session, clock.now(), user, clinic_id, month)
     text = reports.record_csv(rec, pick_lang(lang, user.language))
     return _download(text.encode("utf-8"), "text/csv; charset=utf-8", f"{rec.clinic_id}-{rec.month_text}.csv")
-
-
-# ---------------------------------------------------------------- the district
-
-
-@router.get("/district", response_class=HTMLResponse)
-def district_page(
-    request: Request,
-    session: SessionDep,
-    clock: ClockDep,
-    user: CurrentUser,
-    district: Annotated[str | None, Query(max_length=64, description="admins: which district")] = None,
-    lang: Lang = None,
-) -> Response:
-    """Every clinic of the district at a glance, and its open alerts."""
-    if user.role is Role.clinic_staff:
-        return RedirectResponse(_clinic_url(user.scope or ""), status_code=303, headers=HEADERS)
-    if user.role is Role.district_officer:
-        if district is not None and district != user.scope:
-            raise HTTPException(404, f"no district {district!r}")
-        district_id = user.scope or ""
-    else:
-        district_id = district or DEMO_DISTRICT
-    row = session.get(DistrictRow, district_id)
-    if row is None:
-        raise HTTPException(404, f"no district {district_id!r}")
-    lang = pick_lang(lang, user.language)
-    t = texts(lang)
-    now = clock.now()
-    clinics = list(
-        session.execute(
-            select(ClinicRow, TownshipRow.name)
-            .join(TownshipRow, TownshipRow.id == ClinicRow.township_id)
-            .where(TownshipRow.district_id == row.id)
-            .order_by(TownshipRow.name, ClinicRow.name, ClinicRow.id)
-        )
-    )
-    names = {c.id: c.name for c, _ in clinics}
-    alerts = list(
-        session.scalars(
-            select(AlertRow).where(AlertRow.clinic.in_(sorted(names)), AlertRow.state.in_(OPEN_STATES))
-        )
-    )
-    grid = []
-    for c, township in clinics:
-        mine = [a for a in alerts if a.clinic == c.id]
-        grid.append(
-            {
-                "id": c.id,
-                "name": c.name,
-                "township": township,
-                "url": _clinic_url(c.id, lang),
-                "state": api_alerts.alert_state(mine),
-                "open": len(mine),
-            }
-        )
-    people = _people(session)
-    alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.started_at, a.id))
-    shown = [
-        {
-            **_alert_view(api_alerts.alert_out(a), t, lang, now, people),
-            "clinic_name": names.get(a.clinic or "", ""),
-        }
-        for a in alerts
-    ]
-    return _render(
-        request,
-        "district.html",
-        lang,
-        user,
-        title=t["district_title"].format(name=row.name),
-        district=row,
-        grid=grid,
-        alerts=shown,
-    )
 
 
 # ---------------------------------------------------------------- building the clinic page

@@ -182,6 +182,9 @@ ENDPOINTS: list[tuple[str, str, str]] = [
     ("POST", "/alerts/{alert}/resolve", "form"),
     ("GET", "/district", "district"),
     ("GET", "/", "home"),
+    # ---- clinic page: 24 h chart and twice-daily checks
+    # ---- district page, compliance and the district report
+    # ---- admin pages
 ]
 BODIES = {
     "/api/alerts/{alert}/ack": {"note": "matrix"},
