@@ -7,10 +7,11 @@ The defaults run the demo on one machine: Mosquitto and InfluxDB on loopback por
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, computed_field
+from pydantic import Field, SecretStr, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +26,10 @@ class Settings(BaseSettings):
     influx_password: str = ""
     database_url: str = ""  # empty: SQLite file in data_dir
     web_port: int = 8080
+    web_host: str = "127.0.0.1"  # where `chainwatch web` listens; 0.0.0.0 in a container
+    # reverse proxies whose X-Forwarded-For is believed (comma-separated addresses or networks, e.g.
+    # "127.0.0.1,10.0.0.0/8"): the login rate limit and the audit log then see the real client's address
+    web_trusted_proxies: str = ""
     registry_file: Path | None = None  # empty: the demo district shipped with ChainWatch
 
     # collector
@@ -82,6 +87,12 @@ class Settings(BaseSettings):
     # protocol
     max_records_per_message: int = 500
 
+    @field_validator("web_trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        proxy_networks(value)  # a bad entry stops the service at start, with the entry named
+        return value
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def sql_url(self) -> str:
@@ -108,6 +119,22 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def proxy_networks(value: str) -> tuple[Network, ...]:
+    """``web_trusted_proxies`` as networks; a ValueError names the entry that is not an address."""
+    nets = []
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+    return tuple(nets)
 
 
 def get_settings() -> Settings:

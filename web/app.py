@@ -43,7 +43,7 @@ from alerting.notify.links import link_key
 from core.clock import Clock, SystemClock
 from core.db import init_db, make_engine
 from core.influx import InfluxClient
-from core.settings import Settings
+from core.settings import Settings, proxy_networks
 
 TEMPLATES = Jinja2Templates(
     env=Environment(
@@ -134,6 +134,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     app.state.settings = settings
+    app.state.trusted_proxies = proxy_networks(settings.web_trusted_proxies)
     app.state.clock = clock or SystemClock()
     app.state.engine = engine
     app.state.influx = influx
@@ -244,13 +245,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: Settings, host: str = "127.0.0.1") -> None:
+def serve(settings: Settings) -> None:
     """``chainwatch web``: the app on ``host:settings.web_port`` until Ctrl-C."""
     import uvicorn
 
     from core.registry_store import ensure_registry
     from web.users import demo_logins, ensure_demo_users
 
+    host = settings.web_host
     sock = bind(host, settings.web_port)
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())
     app = create_app(settings)
@@ -259,6 +261,7 @@ def serve(settings: Settings, host: str = "127.0.0.1") -> None:
     ensure_demo_users(app.state.engine)
     for username, password, role, scope in demo_logins(app.state.engine):
         log.info("demo login: %s / %s (%s%s)", username, password, role, f" of {scope}" if scope else "")
-    config = uvicorn.Config(app, log_config=None)
+    # X-Forwarded-For is read by web.auth.client_ip from web_trusted_proxies only, not by uvicorn
+    config = uvicorn.Config(app, log_config=None, proxy_headers=False)
     log.info("ChainWatch web on http://%s:%d", host, settings.web_port)
     uvicorn.Server(config).run(sockets=[sock])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -39,6 +40,7 @@ from starlette.datastructures import FormData
 
 from alerting.messages import EN, ZH
 from core.db import ClinicRow, TownshipRow
+from core.settings import Network
 from web import users
 from web.app import TEMPLATES, ClockDep, LinkKeyDep, SessionDep, SettingsDep, read_form
 from web.i18n import pick_lang, texts
@@ -90,7 +92,26 @@ class User:
 
 
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address, for the login rate limit and the audit log. Behind a reverse proxy listed
+    in ``web_trusted_proxies``, it is the right-most ``X-Forwarded-For`` entry that is not itself a
+    trusted proxy: entries further left are whatever the client wrote, and are not believed."""
+    peer = request.client.host if request.client else "unknown"
+    trusted: tuple[Network, ...] = getattr(request.app.state, "trusted_proxies", ())
+    if not trusted or not _among(peer, trusted):
+        return peer
+    hops = [h.strip() for v in request.headers.getlist("x-forwarded-for") for h in v.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _among(hop, trusted):
+            return hop[:64]
+    return hops[0][:64] if hops else peer
+
+
+def _among(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def _optional_user(request: Request) -> User | None:

@@ -291,3 +291,76 @@ def test_no_demo_users_for_another_registry(tmp_path, fast_hashing: None):
     assert ensure_demo_users(engine) == []
     assert demo_logins(engine) == []
     engine.dispose()
+
+
+# ---------------------------------------------------------------- behind a reverse proxy
+
+
+def _via(users: World, peer: str, proxies: str) -> TestClient:
+    settings = users.settings.model_copy(update={"web_trusted_proxies": proxies})
+    return TestClient(create_app(settings, users.clock), client=(peer, 40000))
+
+
+def _fail_5_logins(c: TestClient, forwarded_for: str) -> None:
+    for name in ("a1", "a2", "a3", "a4", "a5"):
+        csrf = form_csrf(c.get("/login").text)
+        r = c.post(
+            "/login",
+            data={"username": name, "password": "wrong-password", "csrf": csrf},
+            headers={"X-Forwarded-For": forwarded_for},
+            follow_redirects=False,
+        )
+        assert r.status_code == 401
+
+
+def _login_from(c: TestClient, forwarded_for: str) -> int:
+    csrf = form_csrf(c.get("/login").text)
+    r = c.post(
+        "/login",
+        data={"username": "admin", "password": PASSWORD, "csrf": csrf},
+        headers={"X-Forwarded-For": forwarded_for},
+        follow_redirects=False,
+    )
+    return r.status_code
+
+
+def test_behind_a_trusted_proxy_the_limit_is_per_real_client(users: World):
+    """Behind nginx every request comes from the proxy's address: without the setting, one client's
+    failures would lock everyone out; with it, each client is counted on its own."""
+    with _via(users, "10.0.0.5", "10.0.0.0/24") as c:
+        _fail_5_logins(c, "203.0.113.7")
+        assert _login_from(c, "203.0.113.7") == 429
+        assert _login_from(c, "198.51.100.9") == 303  # another nurse's phone behind the same proxy
+    failures = audit_rows(users, "login_failed")
+    assert {r.client_ip for r in failures} == {"203.0.113.7"}
+
+
+def test_a_client_cannot_escape_the_limit_by_writing_its_own_forwarded_for(users: World):
+    """The proxy appends the address it saw: only the right-most untrusted entry is believed."""
+    with _via(users, "10.0.0.5", "10.0.0.5") as c:
+        for i in range(5):
+            csrf = form_csrf(c.get("/login").text)
+            r = c.post(
+                "/login",
+                data={"username": f"a{i}", "password": "wrong-password", "csrf": csrf},
+                headers={"X-Forwarded-For": f"192.0.2.{i}, 203.0.113.7"},  # spoofed, then the proxy's
+                follow_redirects=False,
+            )
+            assert r.status_code == 401
+        assert _login_from(c, "192.0.2.99, 203.0.113.7") == 429
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(users: World):
+    with _via(users, "198.51.100.1", "10.0.0.0/8") as c:  # the client talks to us directly
+        _fail_5_logins(c, "203.0.113.7")
+        assert _login_from(c, "192.0.2.1") == 429  # a made-up header changes nothing
+    assert {r.client_ip for r in audit_rows(users, "login_failed")} == {"198.51.100.1"}
+
+
+def test_a_bad_trusted_proxy_entry_stops_the_service_with_its_name():
+    from pydantic import ValidationError
+
+    from core.settings import Settings
+
+    with pytest.raises(ValidationError, match="'nginx' is not an IP address or network"):
+        Settings(web_trusted_proxies="10.0.0.1, nginx")
