@@ -197,7 +197,10 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from core.supervisor import run_all
 
-    return run_all(settings, clinics=args.clinics, backfill=args.backfill)
+    scenario = Path(args.scenario) if args.scenario else None
+    if scenario is not None and not scenario.is_file():
+        raise CliError(f"scenario file {scenario} not found")
+    return run_all(settings, clinics=args.clinics, backfill=args.backfill, scenario=scenario)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,3 +325,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+    s.add_argument("--scenario", help="a scenario file for the simulated clinics (see `simulate --scenario`)")

@@ -56,7 +56,7 @@ def _wait_subscribed(stats: Path, child: Child, stop: threading.Event, say: Call
     say(f"the {child.name} has not subscribed yet; going on anyway")
 
 
-def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
+def run_all(settings: Settings, *, clinics: int, backfill: str, scenario: Path | None = None) -> int:
     from core import services
 
     def say(msg: str) -> None:
@@ -82,7 +82,8 @@ def run_all(settings: Settings, *, clinics: int, backfill: str) -> int:
             "simulator",
             # speed 0: the backfill as fast as possible, then live (simulated time never runs
             # ahead of the wall clock)
-            _chainwatch("simulate", "--clinics", str(clinics), "--speed", "0", f"--start={start}", "--waste"),
+            _chainwatch("simulate", "--clinics", str(clinics), "--speed", "0", f"--start={start}", "--waste")
+            + (["--scenario", str(scenario)] if scenario else []),
             restart=False,
         ),
     ]

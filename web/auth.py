@@ -52,7 +52,8 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf"
 FORM_MAX_BYTES = 4096
 NEXT_MAX = 500
-DEFAULT_NEXT = "/login"
+DEFAULT_NEXT = "/"  # after login: the user's home (web.pages: their clinic, or the district)
+LOGIN_PATH = "/login"
 
 HEADERS = {
     "Cache-Control": "no-store",
@@ -306,7 +307,7 @@ def _field(form: FormData, name: str, limit: int = 300) -> str:
 
 @router.get("/", response_class=RedirectResponse)
 def home() -> RedirectResponse:
-    return RedirectResponse(DEFAULT_NEXT, status_code=303)
+    return RedirectResponse(LOGIN_PATH, status_code=303)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -380,7 +381,7 @@ async def login_submit(
 
 @router.post("/logout")
 async def logout(request: Request, session: SessionDep, clock: ClockDep, user: OptionalUser) -> Response:
-    resp = RedirectResponse(DEFAULT_NEXT, status_code=303, headers={"Cache-Control": "no-store"})
+    resp = RedirectResponse(LOGIN_PATH, status_code=303, headers={"Cache-Control": "no-store"})
     if user is None:
         resp.delete_cookie(SESSION_COOKIE, path="/")
         return resp

@@ -67,7 +67,7 @@ def test_the_login_page_in_chinese_by_default_and_english(anon: TestClient):
 
 def test_login_sets_a_session_cookie_and_logout_ends_it(anon: TestClient, users: World):
     r = post_login(anon, "staff", PASSWORD)
-    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert r.status_code == 303 and r.headers["location"] == "/"  # the user's home
     cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith("cw_session="))
     flags = {p.strip().split("=")[0].lower() for p in cookie.split(";")}
     assert {"httponly", "path", "max-age"} <= flags and "secure" not in flags  # http public_url
@@ -194,7 +194,7 @@ def test_after_login_back_to_the_page_asked_for_but_never_to_another_site(anon: 
     for evil in ("//evil.example", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"):
         anon.cookies.clear()
         r = post_login(anon, "admin", PASSWORD, next=evil)
-        assert r.status_code == 303 and r.headers["location"] == "/login", evil
+        assert r.status_code == 303 and r.headers["location"] == "/", evil
 
 
 def test_csrf_on_api_posts(staff_client: TestClient, world: World):
