@@ -298,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="everything: services, collector and simulated clinics (Ctrl-C stops)")
     s.add_argument("--clinics", type=int, default=10)
     s.add_argument("--backfill", default="6h", help="simulated history published at start (e.g. 6h, 0)")
+    s.add_argument("--scenario", help="a scenario file for the simulated clinics (see `simulate --scenario`)")
     s.set_defaults(func=_run)
     return p
 
@@ -325,4 +326,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-    s.add_argument("--scenario", help="a scenario file for the simulated clinics (see `simulate --scenario`)")
