@@ -28,6 +28,18 @@ def _services(args: argparse.Namespace, settings: Settings) -> int:
     return services_main(args.action, settings)
 
 
+def _deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from core.mosquitto_auth import AuthError, mosquitto_auth_main
+
+    registry = Path(args.registry) if args.registry else settings.registry_file
+    try:
+        return mosquitto_auth_main(
+            Path(args.out), registry, args.rotate, lambda msg: print(f"[deploy] {msg}", flush=True)
+        )
+    except AuthError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _collector(args: argparse.Namespace, settings: Settings) -> int:
     from collector.service import run_collector
 
@@ -170,6 +182,8 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     from core.db import make_engine
     from web.reports import ReportError, monthly_record, parse_month, record_csv, record_pdf
 
+    if args.action == "district":
+        return _report_district(args, settings)
     try:
         year, month = parse_month(args.month)
         engine = make_engine(settings.sql_url)
@@ -194,6 +208,56 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _report_district(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from core.db import make_engine
+    from web.district_report import district_csv, district_pdf, district_record, only_district
+    from web.reports import ReportError, parse_month
+
+    try:
+        year, month = parse_month(args.month)
+        engine = make_engine(settings.sql_url)
+        try:
+            district = args.district or only_district(engine)
+            print(f"reading {district} for {year:04d}-{month:02d} ...", flush=True)
+            rec = district_record(engine, district, year, month, time.time())
+        finally:
+            engine.dispose()
+        judged = sum(1 for c in rec.clinics if c.rank is not None)
+        print(f"{len(rec.clinics)} clinics, {judged} with a score; drawing the PDF ...", flush=True)
+        pdf = district_pdf(rec, args.lang)
+    except ReportError as exc:
+        raise CliError(str(exc)) from None
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stem = out / f"{rec.district_id}-{rec.month_text}"
+        pdf_path, csv_path = stem.with_suffix(".pdf"), stem.with_suffix(".csv")
+        pdf_path.write_bytes(pdf)
+        csv_path.write_text(district_csv(rec, args.lang), encoding="utf-8", newline="")
+    except OSError as exc:
+        raise CliError(f"cannot write the report to {out}: {exc}") from None
+    print(pdf_path)
+    print(csv_path)
+    return 0
+
+
+def _dashboards(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from dashboards.model import load_dashboards
+    from dashboards.push import PushError, alerts_since, push
+
+    try:
+        since = time.time() - args.days * 86400.0
+        alerts = [] if args.no_annotations else alerts_since(settings.sql_url, since)
+        push(args.url, args.token, load_dashboards(), alerts, sys.stdout)
+    except (PushError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from core.supervisor import run_all
 
@@ -214,6 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("services", help="local Mosquitto and InfluxDB: up, down or status")
     s.add_argument("action", choices=["up", "down", "status", "install"])
     s.set_defaults(func=_services)
+
+    s = sub.add_parser("deploy", help="production deployment files (docker-compose.yml, docs/deploy.md)")
+    ds = s.add_subparsers(dest="action", required=True)
+    dm = ds.add_parser(
+        "mosquitto-auth", help="the broker's password file and ACL from the registry, one password per device"
+    )
+    dm.add_argument("--out", default="deploy/mosquitto/auth", help="where to write (deploy/mosquitto/auth)")
+    dm.add_argument("--registry", metavar="FILE", help="registry YAML (default: settings, else the demo)")
+    dm.add_argument("--rotate", action="store_true", help="new passwords for all, not only for new accounts")
+    s.set_defaults(func=_deploy)
 
     s = sub.add_parser("collector", help="run the collector (MQTT -> InfluxDB) in the foreground")
     s.set_defaults(func=_collector)
@@ -293,7 +367,23 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--month", required=True, help="YYYY-MM, clinic time")
     rm.add_argument("--lang", choices=["zh-CN", "en"], default="zh-CN")
     rm.add_argument("--out", default=".", help="directory to write to (default: the current one)")
+    rd = rps.add_parser(
+        "district", help="compliance of a district's clinics: {district}-{YYYY-MM}.pdf and .csv"
+    )
+    rd.add_argument("--district", help="district id (default: the registry's only district)")
+    rd.add_argument("--month", required=True, help="YYYY-MM, clinic time")
+    rd.add_argument("--lang", choices=["zh-CN", "en"], default="zh-CN")
+    rd.add_argument("--out", default=".", help="directory to write to (default: the current one)")
     s.set_defaults(func=_report)
+
+    s = sub.add_parser("dashboards", help="Grafana: upload the dashboards and alert annotations")
+    ds = s.add_subparsers(dest="action", required=True)
+    dp = ds.add_parser("push", help="upload every dashboard (overwrite) and the alert annotations")
+    dp.add_argument("--url", required=True, help="Grafana's URL, e.g. http://grafana.example:3000")
+    dp.add_argument("--token", required=True, help="a Grafana service-account token (Editor role)")
+    dp.add_argument("--days", type=float, default=30, help="alerts of the last DAYS days (default 30)")
+    dp.add_argument("--no-annotations", action="store_true", help="dashboards only")
+    s.set_defaults(func=_dashboards)
 
     s = sub.add_parser("run", help="everything: services, collector and simulated clinics (Ctrl-C stops)")
     s.add_argument("--clinics", type=int, default=10)

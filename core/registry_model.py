@@ -282,3 +282,9 @@ def load_registry_file(path: Path) -> RegistryFile:
     with path.open(encoding="utf-8") as fh:
         raw = yaml.safe_load(fh)
     return RegistryFile.model_validate(raw)
+
+
+def registry_from_text(text: str) -> RegistryFile:
+    """A registry written as YAML text (the admin page's upload), validated as ``load_registry_file``
+    validates a file: ``yaml.YAMLError`` or pydantic's ``ValidationError`` if it is not one."""
+    return RegistryFile.model_validate(yaml.safe_load(text))

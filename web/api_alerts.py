@@ -9,10 +9,13 @@
   district officers only. A critical cold-chain alert cannot be resolved without a corrective action
   (422). The alert records the action as ``<preset>`` or ``<preset>: <detail>``. Both are idempotent
   (``changed`` says whether anything changed) and both go to the audit log.
-- ``GET /api/clinics/{id}/status``: each appliance with its latest temperature (InfluxDB) and its state
-  from the open alerts (red: an open critical alert whose condition is still on; amber: any other open
-  warning or critical alert; green: none), and the clinic's open alerts. InfluxDB down: the same answer
-  with the temperatures null and ``influx_error`` saying why.
+- ``GET /api/clinics/{id}/status``: each appliance with its latest temperature (InfluxDB), its allowed
+  range (profile) and its state from the open alerts (red: an open critical alert whose condition is
+  still on; amber: any other open warning or critical alert; green: none) -- or amber when the latest
+  reading is outside the range and no such alert is open yet (the rules wait before alarming), with
+  ``out_of_range_since`` the first reading of that run (looked for up to 24 h back) -- and the clinic's
+  open alerts. InfluxDB down: the same answer with the temperatures null and ``influx_error`` saying
+  why.
 - ``GET /api/equipment/{id}/temperature?start=&end=``: mean, min and max per time bucket over at most 31
   days, at most 1,500 buckets (InfluxQL ``GROUP BY time(...)``). InfluxDB down: 503.
 - ``GET /api/deadletters``: messages the collector rejected, newest first (admins only).
@@ -25,20 +28,23 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from alerting import lifecycle
+from alerting.rules.temperature import DS18B20_CODES
 from alerting.rules.types import Rule, Severity
 from alerting.store import AlertRow, AlertState
 from core.clinic_time import CLINIC_TZ
 from core.db import ClinicRow, DeadLetterRow, EquipmentRow, TownshipRow
 from core.influx import InfluxClient, InfluxError
 from core.lineprotocol import quote_literal
+from core.profiles import ProfileSettings, profile_settings
+from core.registry_store import profile_overrides
 from web.app import ClockDep, InfluxDep, SessionDep
 from web.auth import AdminUser, CsrfUser, CurrentUser, User, audit, can_see_clinic, visible_clinics
 from web.users import Role
@@ -54,6 +60,7 @@ MAX_SPAN_S = 31 * 86400.0
 DEFAULT_SPAN_S = 24 * 3600.0
 MAX_POINTS = 1500
 PAYLOAD_SHOWN = 2000  # characters of a dead letter's payload
+SINCE_LOOKBACK_S = 24 * 3600.0  # how far back "out of range since" looks for the last reading in range
 ACT_ROLES = frozenset({Role.clinic_staff, Role.district_officer})  # who acknowledges and resolves
 OPEN_STATES = (AlertState.firing.value, AlertState.acknowledged.value)
 
@@ -164,7 +171,13 @@ class EquipmentStatus(BaseModel):
     celsius: float | None = Field(description="the latest reading; null if none or InfluxDB is down")
     reading_at: float | None
     age_s: float | None = Field(description="seconds since the latest reading, by the server clock")
+    low_c: float | None = Field(description="the allowed range (its profile); null: none (waste store)")
+    high_c: float | None
     state: Literal["green", "amber", "red"]
+    out_of_range_since: float | None = Field(
+        description="the latest reading is outside the range and no warning or critical alert is open: "
+        "the first reading of that run (at most 24 h back)"
+    )
     open_alerts: list[str]
 
 
@@ -355,10 +368,27 @@ def clinic_status(
         latest = _latest_temperatures(influx, clinic.id)
     except InfluxError as exc:
         influx_error = f"temperatures unavailable: {exc}"
+    overrides = profile_overrides(cast(Engine, session.get_bind()))
     items = []
     for e in equipment:
         mine = [a for a in alerts if a.subject in (e.id, e.device_id)]
         reading = latest.get(e.id)
+        settings = _profile(e.profile, overrides)
+        low, high = (settings.low_c, settings.high_c) if settings else (None, None)
+        state = _state(mine)
+        since = None
+        if (
+            state == "green"
+            and reading is not None
+            and settings is not None
+            and _out_of_range(reading[1], settings)
+        ):
+            try:
+                since = _out_of_range_since(influx, e.id, reading[0], settings)
+            except InfluxError as exc:
+                influx_error = f"temperatures unavailable: {exc}"
+                since = reading[0]  # at least since the latest reading
+            state = "amber"
         items.append(
             EquipmentStatus(
                 id=e.id,
@@ -368,7 +398,10 @@ def clinic_status(
                 celsius=reading[1] if reading else None,
                 reading_at=reading[0] if reading else None,
                 age_s=round(now - reading[0], 1) if reading else None,
-                state=_state(mine),
+                low_c=low,
+                high_c=high,
+                state=state,
+                out_of_range_since=since,
                 open_alerts=[a.id for a in mine],
             )
         )
@@ -379,7 +412,7 @@ def clinic_status(
         township_name=township.name if township else None,
         district=township.district_id if township else None,
         now=now,
-        state=_state(alerts),
+        state=_worst([_state(alerts), *(i.state for i in items)]),
         equipment=items,
         open_alerts=[_alert(a) for a in alerts],
         influx_error=influx_error,
@@ -418,24 +451,10 @@ def temperature(
     if hi - lo > MAX_SPAN_S:
         raise HTTPException(422, f"the range is {(hi - lo) / 86400:.1f} days: at most 31")
     interval = max(1, math.ceil((hi - lo) / (MAX_POINTS - 1)))  # buckets aligned to the epoch: +1 at most
-    q = (
-        'SELECT mean("celsius"), min("celsius"), max("celsius") FROM "temperature" '
-        f'WHERE "equipment" = {quote_literal(equipment.id)} '
-        f"AND time >= {int(lo * 1e9)} AND time < {int(hi * 1e9)} "
-        f"GROUP BY time({interval}s) fill(none)"
-    )
     try:
-        series = influx.query(q)
+        points = temperature_points(influx, equipment.id, lo, hi, interval)
     except InfluxError as exc:
         raise HTTPException(503, f"temperatures unavailable: {exc}") from None
-    points = []
-    for s in series:
-        for row in s.get("values", []):
-            t_ms, mean, lo_c, hi_c = [*row, None, None, None, None][:4]
-            if t_ms is None:
-                continue
-            points.append(TemperaturePoint(t=t_ms / 1000, mean=_num(mean), min=_num(lo_c), max=_num(hi_c)))
-    points.sort(key=lambda p: p.t)
     return TemperatureSeries(
         equipment=equipment.id,
         clinic=equipment.clinic_id,
@@ -489,6 +508,28 @@ def deadletters(
 # ---------------------------------------------------------------- public wrappers (for web.pages)
 
 
+def temperature_points(
+    influx: InfluxClient, equipment_id: str, lo: float, hi: float, interval_s: int
+) -> list[TemperaturePoint]:
+    """Mean, min and max of ``equipment_id``'s readings per ``interval_s`` bucket (aligned to the
+    epoch) in [lo, hi), oldest first; buckets without readings are left out. Raises ``InfluxError``."""
+    q = (
+        'SELECT mean("celsius"), min("celsius"), max("celsius") FROM "temperature" '
+        f'WHERE "equipment" = {quote_literal(equipment_id)} '
+        f"AND time >= {int(lo * 1e9)} AND time < {int(hi * 1e9)} "
+        f"GROUP BY time({interval_s}s) fill(none)"
+    )
+    points = []
+    for s in influx.query(q):
+        for row in s.get("values", []):
+            t_ms, mean, lo_c, hi_c = [*row, None, None, None, None][:4]
+            if t_ms is None:
+                continue
+            points.append(TemperaturePoint(t=t_ms / 1000, mean=_num(mean), min=_num(lo_c), max=_num(hi_c)))
+    points.sort(key=lambda p: p.t)
+    return points
+
+
 def clinic_or_404(session: Session, user: User, clinic_id: str) -> ClinicRow:
     """The clinic, if the user may see it; else ``HTTPException(404)``."""
     return _clinic_or_404(session, user, clinic_id)
@@ -502,6 +543,11 @@ def alert_state(alerts: list[AlertRow]) -> Literal["green", "amber", "red"]:
 def alert_out(a: AlertRow) -> AlertOut:
     """An alert as the API shows it."""
     return _alert(a)
+
+
+def instant(name: str, value: str) -> float:
+    """Epoch seconds from a query value: epoch seconds or ISO 8601 (no offset: clinic time); else 422."""
+    return _instant(name, value)
 
 
 # ---------------------------------------------------------------- helpers
@@ -539,6 +585,98 @@ def _state(alerts: list[AlertRow]) -> Literal["green", "amber", "red"]:
     if any(a.severity in (Severity.critical.value, Severity.warning.value) for a in alerts):
         return "amber"
     return "green"
+
+
+def _worst(states: list[Literal["green", "amber", "red"]]) -> Literal["green", "amber", "red"]:
+    return "red" if "red" in states else "amber" if "amber" in states else "green"
+
+
+def _profile(name: str, overrides: dict[str, dict[str, Any]]) -> ProfileSettings | None:
+    try:
+        return profile_settings(name, overrides)
+    except ValueError:
+        return None
+
+
+def _out_of_range(celsius: float, p: ProfileSettings) -> bool:
+    """Outside the range as the rules mean it (strictly above high_c or below low_c); a reading the
+    probe cannot give (a DS18B20 error code, outside its physical range) is a probe fault, not this."""
+    if celsius in DS18B20_CODES or not p.probe_min_c <= celsius <= p.probe_max_c:
+        return False
+    return (p.high_c is not None and celsius > p.high_c) or (p.low_c is not None and celsius < p.low_c)
+
+
+def _out_of_range_since(influx: InfluxClient, equipment_id: str, latest: float, p: ProfileSettings) -> float:
+    """The first reading after the last one in range (looked for up to ``SINCE_LOOKBACK_S`` before the
+    latest reading; none in range then: the first reading of that window)."""
+    eq = quote_literal(equipment_id)
+    lo_ns, hi_ns = int((latest - SINCE_LOOKBACK_S) * 1e9), int(latest * 1e9)
+    in_range = " AND ".join(
+        [
+            *([f'"celsius" >= {p.low_c!r}'] if p.low_c is not None else []),
+            *([f'"celsius" <= {p.high_c!r}'] if p.high_c is not None else []),
+        ]
+    )
+    q = (
+        f'SELECT last("celsius") FROM "temperature" WHERE "equipment" = {eq} '
+        f"AND time >= {lo_ns} AND time <= {hi_ns} AND {in_range}"
+    )
+    last_in_ms = _first_ms(influx.query(q))
+    after_ns = (last_in_ms + 1) * 1_000_000 if last_in_ms is not None else lo_ns  # readings are in ms
+    q = (
+        f'SELECT first("celsius") FROM "temperature" WHERE "equipment" = {eq} '
+        f"AND time >= {after_ns} AND time <= {hi_ns}"
+    )
+    first_out_ms = _first_ms(influx.query(q))
+    return first_out_ms / 1000 if first_out_ms is not None else latest
+
+
+def _first_ms(series: list[dict[str, Any]]) -> int | None:
+    """The time (epoch ms) of the first row of the first series."""
+    for s in series:
+        for row in s.get("values") or []:
+            if row and isinstance(row[0], int | float) and not isinstance(row[0], bool):
+                return int(row[0])
+    return None
+
+
+def out_of_range_clinics(session: Session, influx: InfluxClient, district_id: str) -> set[str]:
+    """The district's clinics with an appliance whose latest reading is outside its range and that has
+    no open warning or critical alert yet: amber on the district grid, as on the clinic page. One
+    InfluxDB query for the whole district (raises InfluxError)."""
+    q = (
+        'SELECT last("celsius") FROM "temperature" '
+        f'WHERE "district" = {quote_literal(district_id)} GROUP BY "clinic", "equipment"'
+    )
+    latest: dict[str, float] = {}
+    for s in influx.query(q):
+        equipment = (s.get("tags") or {}).get("equipment")
+        values = s.get("values") or []
+        c = _num([*values[-1], None, None][1]) if values else None
+        if equipment and c is not None:
+            latest[str(equipment)] = c
+    if not latest:
+        return set()
+    rows = list(session.scalars(select(EquipmentRow).where(EquipmentRow.id.in_(sorted(latest)))))
+    alerted = {
+        (a.clinic, a.subject)
+        for a in session.scalars(
+            select(AlertRow).where(
+                AlertRow.clinic.in_({e.clinic_id for e in rows}),
+                AlertRow.state.in_(OPEN_STATES),
+                AlertRow.severity.in_((Severity.critical.value, Severity.warning.value)),
+            )
+        )
+    }
+    overrides = profile_overrides(cast(Engine, session.get_bind()))
+    out = set()
+    for e in rows:
+        p = _profile(e.profile, overrides)
+        if p is None or (e.clinic_id, e.id) in alerted or (e.clinic_id, e.device_id) in alerted:
+            continue
+        if _out_of_range(latest[e.id], p):
+            out.add(e.clinic_id)
+    return out
 
 
 def _latest_temperatures(influx: InfluxClient, clinic_id: str) -> dict[str, tuple[float, float]]:

@@ -4,14 +4,19 @@ JavaScript, zh-CN by default (``?lang=en``), phone first:
 - ``GET /``: the user's home (clinic staff: their clinic's page; officer and admin: ``/district``;
   anonymous: ``/login``).
 - ``GET /clinics/{clinic_id}``: one card per appliance (the latest temperature in large type, green /
-  amber / red, the age of the reading, the allowed range) with its open alerts and their acknowledge and
-  resolve forms; the clinic's other open alerts; the bags of medical waste in the store; links to this
-  month's record (PDF, CSV). The status is ``web.api_alerts.clinic_status``'s: InfluxDB down shows "—"
-  and a note.
+  amber / red, the age of the reading, the allowed range, "out of range since HH:MM" while the rules
+  have not alarmed yet, a 24 h chart with the band as inline SVG from ``web.chart``, today's two
+  twice-daily check slots with the form to record the open one) with its open alerts and their
+  acknowledge and resolve forms; the clinic's other open alerts; the bags of medical waste in the store;
+  links to this month's record (PDF, CSV). The status is ``web.api_alerts.clinic_status``'s, the chart
+  ``web.api_alerts.temperature_points``' 10-minute buckets: InfluxDB down shows "—", no chart and a note.
 - ``POST /alerts/{alert_id}/ack`` and ``POST /alerts/{alert_id}/resolve``: the forms, with the session's
   CSRF token in the ``csrf`` field; the same calls as the API (``web.api_alerts.acknowledge`` /
   ``resolve``: lifecycle, audit log), then back to the clinic page (303). A resolve the lifecycle refuses
   (a critical cold-chain alert without a corrective action) shows the clinic page again with why (422).
+- ``POST /equipment/{equipment_id}/checks``: the twice-daily check form (``celsius``, ``note``, ``csrf``):
+  ``web.api_checks.record`` (``record_check``, audit log), then back to the clinic page (303); a reading
+  that is not a number within −100…100 shows the clinic page again with why (422).
 - ``GET /clinics/{clinic_id}/report/{YYYY-MM}.pdf`` and ``.csv``: the monthly record (``web.reports``).
 - ``GET /district``: in ``web.district_page``.
 
@@ -33,14 +38,16 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from alerting.checks_store import NOTE_MAX as CHECK_NOTE_MAX
+from alerting.checks_store import checks_between
 from alerting.messages import EN, ZH
 from alerting.rules.types import Severity
 from alerting.store import AlertRow
 from alerting.waste.profiles import profile_now
-from core.db import PersonRow
-from core.profiles import profile_settings
-from core.registry_store import profile_overrides
-from web import api_alerts, api_waste, reports
+from core.clinic_time import DAY_S, day_number, day_start
+from core.db import EquipmentRow, PersonRow
+from core.influx import InfluxError
+from web import api_alerts, api_checks, api_waste, chart, reports
 from web.api_alerts import (
     ACT_ROLES,
     CLINIC_TZ,
@@ -52,6 +59,8 @@ from web.api_alerts import (
     AlertOut,
     ClinicId,
     CorrectiveAction,
+    EquipmentId,
+    EquipmentStatus,
     ResolveIn,
 )
 from web.app import TEMPLATES, ClockDep, InfluxDep, SessionDep
@@ -65,6 +74,8 @@ Lang = Annotated[str | None, Query(max_length=16, description="zh-CN (default) o
 Month = Annotated[str, Path(max_length=16, description="YYYY-MM", examples=["2026-11"])]
 SEVERITY_ORDER = {Severity.critical.value: 0, Severity.warning.value: 1, Severity.info.value: 2}
 PRESETS = tuple(c.value for c in CorrectiveAction)
+CHART_SPAN_S = 24 * 3600.0
+CHART_BUCKET_S = 600  # 10 minutes: 144 points a day
 
 
 async def _form(request: Request) -> FormData:
@@ -150,7 +161,7 @@ def resolve_form(
             if exc.status_code != 422:
                 raise
             session.rollback()  # the API's write lock (SQLite) or row lock
-            error = str(exc.detail)
+            error = _refusal(body, t) or str(exc.detail)
         else:
             return _back(out.alert.clinic, lang)
     alert = session.get(AlertRow, alert_id)
@@ -167,6 +178,51 @@ def resolve_form(
         status=422,
         error=(t["resolve_failed"], error or ""),
         error_alert=alert_id,
+    )
+
+
+@router.post("/equipment/{equipment_id}/checks", response_class=RedirectResponse, status_code=303)
+def check_form(
+    equipment_id: EquipmentId,
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    influx: InfluxDep,
+    user: ActUser,
+    form: FormDep,
+) -> Response:
+    """The twice-daily check form of an appliance's card: the thermometer's reading and a note."""
+    lang = pick_lang(_field(form, "lang", 16) or None, user.language)
+    t = texts(lang)
+    equipment = session.get(EquipmentRow, equipment_id)
+    if equipment is None or not can_see_clinic(session, user, equipment.clinic_id):
+        raise HTTPException(404, f"no equipment {equipment_id!r}")
+    celsius = api_checks.parse_celsius(_field(form, "celsius", 40))
+    note = _field(form, "note", CHECK_NOTE_MAX).strip() or None
+    error = t["check_bad_celsius"]
+    if celsius is not None:
+        try:
+            api_checks.record(
+                equipment.id, request, session, clock, user, api_checks.CheckIn(celsius=celsius, note=note)
+            )
+        except HTTPException as exc:
+            if exc.status_code not in (409, 422):
+                raise
+            session.rollback()
+            error = str(exc.detail)
+        else:
+            return _back(equipment.clinic_id, lang)
+    return _clinic(
+        request,
+        session,
+        clock.now(),
+        influx,
+        user,
+        equipment.clinic_id,
+        lang,
+        status=422,
+        error=(t["check_failed"], error),
+        error_equipment=equipment.id,
     )
 
 
@@ -220,22 +276,18 @@ def _clinic(
     status: int = 200,
     error: tuple[str, str] | None = None,
     error_alert: str | None = None,
+    error_equipment: str | None = None,
 ) -> HTMLResponse:
     t = texts(lang)
     st = api_alerts.clinic_status(clinic_id, session, _Clock(now), influx, user)  # 404 outside the scope
-    engine = cast(Engine, session.get_bind())
-    overrides = profile_overrides(engine)
     people = _people(session)
     alerts = {a.id: _alert_view(a, t, lang, now, people) for a in st.open_alerts}
     on_cards: set[str] = set()
     cards = []
+    influx_up = st.influx_error is None
     for e in st.equipment:
-        try:
-            ps = profile_settings(e.profile, overrides)
-            low, high = ps.low_c, ps.high_c
-        except ValueError:
-            low = high = None
         on_cards.update(e.open_alerts)
+        chart_svg, chart_note = _chart(influx, e, now, t, lang) if influx_up else (None, t["chart_down"])
         cards.append(
             {
                 "id": e.id,
@@ -244,7 +296,15 @@ def _clinic(
                 "state_label": t[f"colour_{e.state}"],
                 "temperature": _celsius(e.celsius, lang) if e.celsius is not None else "—",
                 "age": _age(e.age_s, t) if e.age_s is not None else None,
-                "range": _range(low, high, t),
+                "range": _range(e.low_c, e.high_c, t),
+                "out_since": (
+                    t["out_of_range_since"].format(time=_clock_time(e.out_of_range_since, now, lang))
+                    if e.out_of_range_since is not None
+                    else None
+                ),
+                "chart": chart_svg,
+                "chart_note": chart_note,
+                "checks": _checks(session, e, now, t, lang, people),
                 "alerts": [alerts[a] for a in e.open_alerts if a in alerts],
             }
         )
@@ -272,6 +332,8 @@ def _clinic(
         waste=_waste(session, st.clinic, now, user, t),
         error=error,
         error_alert=error_alert,
+        error_equipment=error_equipment,
+        check_note_max=CHECK_NOTE_MAX,
     )
 
 
@@ -283,6 +345,69 @@ class _Clock:
 
     def now(self) -> float:
         return self.t
+
+
+def _chart(
+    influx: Any, e: EquipmentStatus, now: float, t: dict[str, str], lang: str
+) -> tuple[str | None, str | None]:
+    """The appliance's last 24 h as SVG, or None and why not (no readings, InfluxDB failed)."""
+    start = now - CHART_SPAN_S
+    try:
+        series = api_alerts.temperature_points(influx, e.id, start, now, CHART_BUCKET_S)
+    except InfluxError:
+        return None, t["chart_down"]
+    half = CHART_BUCKET_S / 2
+    points = [
+        chart.Point(
+            min(p.t + half, now),
+            p.mean,
+            p.min if p.min is not None else p.mean,
+            p.max if p.max is not None else p.mean,
+        )
+        for p in series
+        if p.mean is not None
+    ]
+    if not points:
+        return None, t["chart_none"]
+    band = chart.Band(e.low_c, e.high_c) if e.low_c is not None and e.high_c is not None else None
+    summary = chart.summarize(points, band)
+    title = t["chart_title"].format(
+        name=e.name,
+        low=_celsius(summary.lowest or 0.0, lang),
+        high=_celsius(summary.highest or 0.0, lang),
+        n=summary.points,
+        out=summary.out,
+    )
+    return chart.chart_svg(points, band, start, now, title=title, ident=f"chart-{e.id}"), None
+
+
+def _checks(
+    session: Session, e: EquipmentStatus, now: float, t: dict[str, str], lang: str, people: dict[str, str]
+) -> dict[str, Any] | None:
+    """Today's twice-daily check of a refrigerator: each slot's line and, if a slot is open, the
+    button's label; None for an appliance without the check."""
+    settings = api_checks.check_settings_of(session, e.profile)
+    if settings is None:
+        return None
+    start = day_start(day_number(now))
+    slots = api_checks.today(checks_between(session, e.id, start, start + DAY_S), now, settings)
+    lines, button = [], None
+    for s in slots:
+        hm = {"opens": _hm(s.opens), "due": _hm(s.due), "end": _hm(s.end, end=True)}
+        if s.check is not None:
+            c = s.check
+            read = _celsius(c.celsius, lang) if c.celsius is not None else "—"
+            text = t["check_done"].format(
+                time=_hm(c.checked_at), name=people.get(c.person_id, c.person_id), celsius=read
+            )
+        else:
+            text = t[f"check_{s.state}"].format(**hm)
+        if s.state in ("due", "late"):
+            button = t[f"check_button_{s.slot.value}"]
+        lines.append(
+            {"slot": s.slot.value, "label": t[f"check_{s.slot.value}"], "state": s.state, "text": text}
+        )
+    return {"slots": lines, "button": button}
 
 
 def _alert_view(
@@ -389,9 +514,30 @@ def _people(session: Session) -> dict[str, str]:
     return {p.id: p.name for p in session.scalars(select(PersonRow))}
 
 
+def _refusal(body: ResolveIn, t: dict[str, str]) -> str | None:
+    """Why the API refused to close an alert, in the page's language (the API's own detail is English)."""
+    if body.corrective_action is None:
+        return t["resolve_detail_needs_preset"] if body.detail else t["needs_action"]
+    if body.corrective_action is CorrectiveAction.other and not body.detail:
+        return t["resolve_other_needs_detail"]
+    return None
+
+
 def _field(form: FormData, name: str, limit: int) -> str:
     value = form.get(name)
     return value[:limit] if isinstance(value, str) else ""
+
+
+def _hm(t: float, end: bool = False) -> str:
+    """ "HH:MM" in clinic time; an ``end`` at midnight is "24:00"."""
+    if end and t == day_start(day_number(t)):
+        return "24:00"
+    return f"{datetime.fromtimestamp(t, CLINIC_TZ):%H:%M}"
+
+
+def _clock_time(t: float, now: float, lang: str) -> str:
+    """ "HH:MM" for today (clinic time), the date too for an earlier day."""
+    return _hm(t) if day_number(t) == day_number(now) else local_time(t, lang)
 
 
 def _celsius(c: float, lang: str) -> str:

@@ -4,15 +4,18 @@ month against the allowed range, every excursion alert with its duration, acknow
 corrective action; and the clinic's compliance score with its components.
 
 ``monthly_record`` reads it from SQL (registry, daily statistics, checks, alerts); ``record_csv`` and
-``record_pdf`` render it (pure). The PDF needs a CJK TrueType font reportlab can read: reportlab does
+``record_pdf`` render it (pure); the compliance texts are in the record's language
+(``alerting.compliance.describe``). The PDF needs a CJK TrueType font reportlab can read: reportlab does
 not read the CFF outlines of Debian's fonts-noto-cjk, so fonts-wqy-zenhei is what works on Debian.
+``register_font`` and ``PdfKit`` (styles, paragraphs, tables, A4 build with a footer) are shared with
+the district report (``web.district_report``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +25,7 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from alerting.checks_store import EquipmentCheckRow
-from alerting.compliance import Score, gather, month_bounds, score
+from alerting.compliance import Score, component_name, describe, gather, month_bounds, score
 from alerting.daily import EquipmentDayRow
 from alerting.messages import EN, ZH, normalize_lang
 from alerting.store import SYSTEM, AlertRow
@@ -312,11 +315,6 @@ _T: dict[str, tuple[str, str]] = {
     "heat_alarm": ("高温报警", "Heat alarm"),
     "cold_warning": ("低温预警", "Cold warning"),
     "freeze_alarm": ("冻结报警", "Freeze alarm"),
-    "temperature": ("温度超出范围", "Temperature out of range"),
-    "alert_response": ("30 分钟内确认警报", "Alerts acknowledged within 30 min"),
-    "response_time": ("确认用时中位数", "Median time to acknowledge"),
-    "checks": ("每日两次温度检查", "Twice-daily checks"),
-    "waste": ("医疗废物闭环", "Medical waste closed loop"),
     "page": ("第 {n} 页", "Page {n}"),
 }
 
@@ -487,8 +485,16 @@ def record_csv(rec: MonthlyRecord, lang: str = ZH) -> str:
     w.writerow([f"[{t['section_compliance']}]"])
     w.writerow(["key", t["component"], t["weight"], t["score"], t["measure"], t["how"]])
     for c in rec.compliance.components:
+        value, rule = describe(c, lang)
         w.writerow(
-            [c.key, t.get(c.key, c.key), f"{c.weight:g}", _num(c.score) or t["not_judged"], c.value, c.rule]
+            [
+                c.key,
+                component_name(c.key, lang),
+                f"{c.weight:g}",
+                _num(c.score) or t["not_judged"],
+                value,
+                rule,
+            ]
         )
     w.writerow(["total", t["total"], "", _num(rec.compliance.score) or t["not_judged"], "", ""])
     return "\ufeff" + out.getvalue()
@@ -529,46 +535,14 @@ def record_pdf(
     """The record as an A4 PDF: a heading, one section per appliance (the daily log table, the chart
     of the month, the excursion alerts), then the compliance components. ``FontMissing`` if no CJK
     font can be used."""
-    from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
-    from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from reportlab.platypus import PageBreak, Spacer
 
-    font = register_font(fonts)
-    glyphs = pdfmetrics.getFont(font).face.charToGlyph
+    kit = PdfKit.make(fonts)
+    font, p, table = kit.font, kit.p, kit.table
+    body, h1, h2, h3 = kit.body, kit.h1, kit.h2, kit.h3
     t = _texts(lang)
-
-    def fit(text: str) -> str:
-        """Characters the font has no glyph for (wqy-zenhei lacks U+2212 −) would print as boxes."""
-        return "".join(
-            ch if ch.isascii() or glyphs.get(ord(ch), 0) else _SUBSTITUTES.get(ch, "?") for ch in text
-        )
-
-    body = ParagraphStyle("body", fontName=font, fontSize=8, leading=10, wordWrap="CJK")
-    small = ParagraphStyle("small", parent=body, fontSize=7, leading=8.5)
-    h1 = ParagraphStyle("h1", parent=body, fontSize=15, leading=19, spaceAfter=4)
-    h2 = ParagraphStyle("h2", parent=body, fontSize=12, leading=15, spaceBefore=6, spaceAfter=4)
-    h3 = ParagraphStyle("h3", parent=body, fontSize=10, leading=13, spaceBefore=6, spaceAfter=3)
-
-    def p(text: str, style: ParagraphStyle = small) -> Paragraph:
-        return Paragraph(_escape(fit(text)), style)
-
-    def table(rows: list[list[Any]], widths: list[float], red_rows: Sequence[int] = ()) -> Table:
-        tb = Table(rows, colWidths=widths, repeatRows=1)
-        style = [
-            ("FONTNAME", (0, 0), (-1, -1), font),
-            ("FONTSIZE", (0, 0), (-1, -1), 7),
-            ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
-            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8eef5")),
-            ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ("TOPPADDING", (0, 0), (-1, -1), 1.5),
-            ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
-        ]
-        style += [("BACKGROUND", (0, r), (-1, r), colors.HexColor("#fde2e2")) for r in red_rows]
-        tb.setStyle(TableStyle(style))
-        return tb
 
     story: list[Any] = [
         p(t["title"], h1),
@@ -642,32 +616,129 @@ def record_pdf(
     story.append(p(f"{t['compliance']}：{total}", h2))
     rows = [[p(h) for h in (t["component"], t["weight"], t["score"], t["measure"], t["how"])]]
     for c in rec.compliance.components:
+        value, rule = describe(c, lang)
         rows.append(
-            [p(t.get(c.key, c.key)), f"{c.weight:g}", _num(c.score) or t["not_judged"], p(c.value), p(c.rule)]
+            [
+                p(component_name(c.key, lang)),
+                f"{c.weight:g}",
+                _num(c.score) or t["not_judged"],
+                p(value),
+                p(rule),
+            ]
         )
     w = [34 * mm, 12 * mm, 14 * mm, 70 * mm]
     story.append(table(rows, [*w, width - sum(w)]))
 
-    def footer(canvas: Any, doc: Any) -> None:
-        canvas.saveState()
-        canvas.setFont(font, 7)
-        canvas.drawString(15 * mm, 8 * mm, fit(f"ChainWatch · {rec.clinic_name} · {rec.month_text}"))
-        canvas.drawRightString(A4[0] - 15 * mm, 8 * mm, t["page"].format(n=doc.page))
-        canvas.restoreState()
-
-    out = io.BytesIO()
-    doc = SimpleDocTemplate(
-        out,
-        pagesize=A4,
-        leftMargin=15 * mm,
-        rightMargin=15 * mm,
-        topMargin=14 * mm,
-        bottomMargin=14 * mm,
-        title=f"{t['title']} {rec.clinic_name} {rec.month_text}",
-        author="ChainWatch",
+    return kit.build(
+        story,
+        f"{t['title']} {rec.clinic_name} {rec.month_text}",
+        f"ChainWatch · {rec.clinic_name} · {rec.month_text}",
+        t["page"],
     )
-    doc.build(story, onFirstPage=footer, onLaterPages=footer)
-    return out.getvalue()
+
+
+PAGE_MARGIN_MM = 15.0  # left and right; the content is A4 width − 2 × this
+
+
+@dataclass(frozen=True, slots=True)
+class PdfKit:
+    """The record's PDF look, for every ChainWatch report (``web.district_report`` too): the CJK font,
+    paragraph styles, ``p`` (a paragraph the font can show), ``table`` (gridded, header row shaded,
+    red rows), and ``build`` (A4, margins, a footer with the page number)."""
+
+    font: str
+    fit: Callable[[str], str]  # characters without a glyph replaced (no boxes in the PDF)
+    body: Any
+    small: Any
+    h1: Any
+    h2: Any
+    h3: Any
+
+    @classmethod
+    def make(cls, fonts: Sequence[tuple[Path, int]] = FONT_CANDIDATES) -> PdfKit:
+        """``FontMissing`` if no CJK font can be used."""
+        from reportlab.lib.styles import ParagraphStyle
+        from reportlab.pdfbase import pdfmetrics
+
+        font = register_font(fonts)
+        glyphs = pdfmetrics.getFont(font).face.charToGlyph
+
+        def fit(text: str) -> str:
+            """Characters the font has no glyph for (wqy-zenhei lacks U+2212 −) would print as boxes."""
+            return "".join(
+                ch if ch.isascii() or glyphs.get(ord(ch), 0) else _SUBSTITUTES.get(ch, "?") for ch in text
+            )
+
+        body = ParagraphStyle("body", fontName=font, fontSize=8, leading=10, wordWrap="CJK")
+        return cls(
+            font,
+            fit,
+            body,
+            ParagraphStyle("small", parent=body, fontSize=7, leading=8.5),
+            ParagraphStyle("h1", parent=body, fontSize=15, leading=19, spaceAfter=4),
+            ParagraphStyle("h2", parent=body, fontSize=12, leading=15, spaceBefore=6, spaceAfter=4),
+            ParagraphStyle("h3", parent=body, fontSize=10, leading=13, spaceBefore=6, spaceAfter=3),
+        )
+
+    @property
+    def width(self) -> float:
+        """The width of the content, in points."""
+        from reportlab.lib.pagesizes import A4
+        from reportlab.lib.units import mm
+
+        return A4[0] - 2 * PAGE_MARGIN_MM * mm
+
+    def p(self, text: str, style: Any = None) -> Any:
+        from reportlab.platypus import Paragraph
+
+        return Paragraph(_escape(self.fit(text)), style if style is not None else self.small)
+
+    def table(self, rows: list[list[Any]], widths: list[float], red_rows: Sequence[int] = ()) -> Any:
+        from reportlab.lib import colors
+        from reportlab.platypus import Table, TableStyle
+
+        tb = Table(rows, colWidths=widths, repeatRows=1)
+        style: list[Any] = [
+            ("FONTNAME", (0, 0), (-1, -1), self.font),
+            ("FONTSIZE", (0, 0), (-1, -1), 7),
+            ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8eef5")),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+        ]
+        style += [("BACKGROUND", (0, r), (-1, r), colors.HexColor("#fde2e2")) for r in red_rows]
+        tb.setStyle(TableStyle(style))
+        return tb
+
+    def build(self, story: list[Any], title: str, footer: str, page_label: str) -> bytes:
+        """The story as A4 PDF bytes; ``footer`` left, ``page_label`` (with ``{n}``) right on each page."""
+        from reportlab.lib.pagesizes import A4
+        from reportlab.lib.units import mm
+        from reportlab.platypus import SimpleDocTemplate
+
+        def on_page(canvas: Any, doc: Any) -> None:
+            canvas.saveState()
+            canvas.setFont(self.font, 7)
+            canvas.drawString(PAGE_MARGIN_MM * mm, 8 * mm, self.fit(footer))
+            canvas.drawRightString(
+                A4[0] - PAGE_MARGIN_MM * mm, 8 * mm, self.fit(page_label.format(n=doc.page))
+            )
+            canvas.restoreState()
+
+        out = io.BytesIO()
+        doc = SimpleDocTemplate(
+            out,
+            pagesize=A4,
+            leftMargin=PAGE_MARGIN_MM * mm,
+            rightMargin=PAGE_MARGIN_MM * mm,
+            topMargin=14 * mm,
+            bottomMargin=14 * mm,
+            title=title,
+            author="ChainWatch",
+        )
+        doc.build(story, onFirstPage=on_page, onLaterPages=on_page)
+        return out.getvalue()
 
 
 def _escape(text: str) -> str:

@@ -7,6 +7,8 @@ Tables (on ``core.db.Base``, created by ``init_db``):
   (``scope``: a district id) or ``admin`` (no scope). ``person_id`` links the login to a registry person:
   what that user acknowledges or resolves is recorded as done by that person (``user:<username>``
   otherwise). Passwords are argon2id hashes (argon2-cffi), rehashed at login when the parameters change.
+  ``active`` false: a disabled login (``set_active``): its password is refused and its sessions end.
+  The admin pages (``web.admin``) change role, scope, password and ``active`` with the functions here.
 - ``web_session``: a logged-in browser. Only the SHA-256 of the random session token is stored (a copy
   of the table lets nobody in); sessions end 12 h after login (``SESSION_TTL_S``) or at logout. Each has
   its CSRF token, which every state-changing request must carry.
@@ -175,19 +177,8 @@ def add_user(
         raise UserError(
             f"username {username!r}: lower-case letters, digits, '.', '_' and '-', at most 59 characters"
         )
-    try:
-        r = Role(role)
-    except ValueError:
-        raise UserError(f"role {role!r}: one of {', '.join(x.value for x in Role)}") from None
+    r = check_role_scope(session, role, scope)
     check_password(password)
-    if r is Role.clinic_staff:
-        if not scope or session.get(ClinicRow, scope) is None:
-            raise UserError(f"clinic_staff needs --scope CLINIC_ID of a registry clinic (got {scope!r})")
-    elif r is Role.district_officer:
-        if not scope or session.get(DistrictRow, scope) is None:
-            raise UserError(f"district_officer needs --scope DISTRICT_ID of the registry (got {scope!r})")
-    elif scope:
-        raise UserError("an admin has no scope")
     person = None
     if person_id is not None:
         person = session.get(PersonRow, person_id)
@@ -211,9 +202,70 @@ def add_user(
     return row
 
 
+def check_role_scope(session: Session, role: str, scope: str | None) -> Role:
+    """The role, if ``scope`` fits it (clinic_staff: a registry clinic; district_officer: a registry
+    district; admin: none); ``UserError`` otherwise."""
+    try:
+        r = Role(role)
+    except ValueError:
+        raise UserError(f"role {role!r}: one of {', '.join(x.value for x in Role)}") from None
+    if r is Role.clinic_staff:
+        if not scope or session.get(ClinicRow, scope) is None:
+            raise UserError(f"clinic_staff needs --scope CLINIC_ID of a registry clinic (got {scope!r})")
+    elif r is Role.district_officer:
+        if not scope or session.get(DistrictRow, scope) is None:
+            raise UserError(f"district_officer needs --scope DISTRICT_ID of the registry (got {scope!r})")
+    elif scope:
+        raise UserError("an admin has no scope")
+    return r
+
+
 def list_users(session: Session) -> list[UserInfo]:
     rows = session.scalars(select(UserRow).order_by(UserRow.username))
     return [UserInfo(u.username, u.role, u.scope, u.person_id, u.language, u.active) for u in rows]
+
+
+def get_user(session: Session, username: str) -> UserRow:
+    """The user called ``username``; ``UserError`` if there is none."""
+    row = session.scalars(select(UserRow).where(UserRow.username == username)).first()
+    if row is None:
+        raise UserError(f"no user {username[:64]!r}")
+    return row
+
+
+def set_role(session: Session, username: str, role: str, scope: str | None, *, actor: str) -> UserRow:
+    """Give ``username`` another role and/or scope (validated as in ``add_user``). ``actor`` (the admin
+    doing it) cannot take their own admin role away: ``UserError``."""
+    row = get_user(session, username)
+    r = check_role_scope(session, role, scope)
+    if username == actor and r is not Role.admin:
+        raise UserError("you cannot take away your own admin role: another admin must do it")
+    row.role, row.scope = r.value, scope or None
+    session.flush()
+    return row
+
+
+def set_password(session: Session, username: str, password: str, *, keep_token: str | None = None) -> UserRow:
+    """A new password for ``username``; their sessions end (all but the one of ``keep_token``, the
+    browser of an admin resetting their own password)."""
+    check_password(password)
+    row = get_user(session, username)
+    row.password_hash = hash_password(password)
+    end_user_sessions(session, row.id, keep_token=keep_token)
+    return row
+
+
+def set_active(session: Session, username: str, active: bool, *, actor: str) -> UserRow:
+    """Enable or disable a login. A disabled user cannot log in and their sessions end; ``actor``
+    cannot disable themself (``UserError``)."""
+    row = get_user(session, username)
+    if username == actor and not active:
+        raise UserError("you cannot disable your own login: another admin must do it")
+    row.active = active
+    if not active:
+        end_user_sessions(session, row.id)
+    session.flush()
+    return row
 
 
 # Demo logins for the demo district: printed by ``make run``, never created for another registry.
@@ -293,6 +345,14 @@ def find_session(session: Session, token: str, now: float) -> tuple[SessionRow, 
 
 def end_session(session: Session, token: str) -> None:
     session.execute(delete(SessionRow).where(SessionRow.token_sha256 == token_sha256(token)))
+
+
+def end_user_sessions(session: Session, user_id: int, *, keep_token: str | None = None) -> None:
+    """End every session of the user (but the one of ``keep_token``, if given)."""
+    q = delete(SessionRow).where(SessionRow.user_id == user_id)
+    if keep_token is not None:
+        q = q.where(SessionRow.token_sha256 != token_sha256(keep_token))
+    session.execute(q)
 
 
 # ---------------------------------------------------------------- login rate limit

@@ -251,5 +251,5 @@ def test_every_character_in_the_pdf_has_a_glyph_in_the_font(month) -> None:
     shown = {ch for ch in text if not ch.isspace()}
     assert {"清", "镇", "卫", "生", "院", "冷", "链", "报", "警", "°", "…"} <= shown
     assert sorted(ch for ch in shown if cmap.get(ord(ch), 0) == 0) == []
-    # compliance's texts use U+2212, which wqy-zenhei lacks: printed as an ASCII minus, not as a box
-    assert "100-5perhour" in "".join(text.split())
+    # compliance's texts (in Chinese) use U+2212, which wqy-zenhei lacks: an ASCII minus, not a box
+    assert "100-每台设备每超出范围1小时扣5分" in "".join(text.split())

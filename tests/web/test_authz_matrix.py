@@ -152,7 +152,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
 # ---------------------------------------------------------------- the matrix
 
 # method, path template, access: "scoped" (by the {scope}'s clinic), "act" (scoped, not for admins),
-# "any" (every logged-in user), "admin", "public"; kind: "api" or "page"
+# "any" (every logged-in user), "admin", "admin_form" (a form of the admin pages), "public"; kind: "api"
+# or "page"
 ENDPOINTS: list[tuple[str, str, str]] = [
     ("GET", "/api/alerts/{alert}", "scoped"),
     ("POST", "/api/alerts/{alert}/ack", "act"),
@@ -183,16 +184,33 @@ ENDPOINTS: list[tuple[str, str, str]] = [
     ("GET", "/district", "district"),
     ("GET", "/", "home"),
     # ---- clinic page: 24 h chart and twice-daily checks
+    ("GET", "/api/equipment/{equipment}/checks", "scoped"),
+    ("POST", "/api/equipment/{equipment}/checks", "act"),
+    ("POST", "/equipment/{equipment}/checks", "form"),
     # ---- district page, compliance and the district report
+    ("GET", "/district/report/2026-11.pdf", "district"),
+    ("GET", "/district/report/2026-11.csv", "district"),
     # ---- admin pages
+    ("GET", "/admin", "admin"),
+    ("GET", "/admin/users", "admin"),
+    ("GET", "/admin/registry", "admin"),
+    ("GET", "/admin/deadletters", "admin"),
+    ("POST", "/admin/users", "admin_form"),
+    ("POST", "/admin/users/role", "admin_form"),
+    ("POST", "/admin/users/password", "admin_form"),
+    ("POST", "/admin/users/active", "admin_form"),
+    ("POST", "/admin/registry/reload", "admin_form"),
+    ("POST", "/admin/registry/upload", "admin_form"),
 ]
 BODIES = {
     "/api/alerts/{alert}/ack": {"note": "matrix"},
     "/api/alerts/{alert}/resolve": {"corrective_action": "moved_vaccines", "detail": "matrix"},
+    "/api/equipment/{equipment}/checks": {"celsius": 4.5, "note": "matrix"},
 }
 FORMS = {  # the page forms post form fields (the clients send the CSRF token in the header)
     "/alerts/{alert}/ack": {"note": "matrix"},
     "/alerts/{alert}/resolve": {"corrective_action": "moved_vaccines", "detail": "matrix"},
+    "/equipment/{equipment}/checks": {"celsius": "4.5", "note": "matrix"},
 }
 # where a 303 goes: pages without a login -> /login?next=..., forms -> back to the clinic page,
 # /district for clinic staff -> their clinic, / -> the role's home
@@ -219,6 +237,8 @@ def expected(access: str, role: str, scope: str | None, page: bool) -> int:
         return 303 if scope in VISIBLE[role] else 404
     if access == "admin":
         return 200 if role == "admin" else 403
+    if access == "admin_form":  # web.admin's forms; the matrix posts no form: 415 and nothing changes
+        return 415 if role == "admin" else 403
     if access == "act" and role == "admin":
         return 403
     if access in ("scoped", "act"):

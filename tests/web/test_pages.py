@@ -4,6 +4,7 @@ a real headless Chromium (Debian's) on a phone-sized screen."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,20 +28,49 @@ OTHER = "baihe-thc"
 
 
 class FakeInflux:
-    """InfluxDB answering the clinic's latest readings: ``readings`` equipment -> (epoch s, °C)."""
+    """InfluxDB over raw readings (equipment -> one (epoch s, °C) or a list of them), answering the
+    queries the clinic page makes: the clinic's latest readings, an appliance's buckets (mean, min, max),
+    and for "out of range since" the last reading in range and the first one after it."""
 
-    def __init__(self, readings: dict[str, tuple[float, float]] | None = None, down: bool = False) -> None:
-        self.readings = readings or {}
+    def __init__(
+        self,
+        readings: dict[str, tuple[float, float] | list[tuple[float, float]]] | None = None,
+        down: bool = False,
+    ) -> None:
+        self.readings = {eq: v if isinstance(v, list) else [v] for eq, v in (readings or {}).items()}
         self.down = down
+        self.queries: list[str] = []
 
     def query(self, q: str, params: Any = None, *, epoch: str = "ms") -> list[dict[str, Any]]:
         from core.influx import InfluxError
 
+        self.queries.append(q)
         if self.down:
             raise InfluxError("connection refused", retryable=True)
-        return [
-            {"tags": {"equipment": eq}, "values": [[t * 1000, c]]} for eq, (t, c) in self.readings.items()
-        ]
+        if 'GROUP BY "equipment"' in q:  # the latest reading of each appliance
+            return [
+                {"tags": {"equipment": eq}, "values": [[max(rs)[0] * 1000, max(rs)[1]]]}
+                for eq, rs in self.readings.items()
+                if rs
+            ]
+        eq = re.search(r"\"equipment\" = '([^']*)'", q)
+        rows = sorted(self.readings.get(eq.group(1) if eq else "", []))
+        for op, test in ((">=", lambda t, b: t >= b), ("<=", lambda t, b: t <= b), ("<", lambda t, b: t < b)):
+            for bound in re.findall(rf"time {op} (\d+)", q):
+                rows = [r for r in rows if test(r[0] * 1e9, int(bound))]
+            for bound in re.findall(rf'"celsius" {op} (\S+)', q):
+                rows = [r for r in rows if test(r[1], float(bound))]
+        if "mean(" in q:
+            size = int(re.findall(r"GROUP BY time\((\d+)s\)", q)[0])
+            buckets: dict[float, list[float]] = {}
+            for t, c in rows:
+                buckets.setdefault(t // size * size, []).append(c)
+            values = [[b * 1000, sum(cs) / len(cs), min(cs), max(cs)] for b, cs in sorted(buckets.items())]
+            return [{"values": values}] if values else []
+        if not rows:
+            return []
+        t, c = rows[-1] if "last(" in q else rows[0]
+        return [{"values": [[t * 1000, c]]}]
 
     def close(self) -> None:
         pass
@@ -137,6 +167,59 @@ def test_admin_sees_no_forms_and_cannot_act(admin_client: TestClient, world: Wor
     assert admin_client.post(f"/alerts/{world.alert_id}/ack", data={}).status_code == 403
 
 
+def _day_of_readings(
+    now: float, out_from: float | None = None, celsius_out: float = 9.1
+) -> list[tuple[float, float]]:
+    """A reading a minute for 24 h up to ``now``: 4.5-5.5 °C, ``celsius_out`` from ``out_from`` on."""
+    return [
+        (t, celsius_out if out_from is not None and t >= out_from else 5.0 + 0.5 * ((i % 20) - 10) / 10)
+        for i, t in ((i, now - 86400 + 60 * i) for i in range(1, 1441))
+    ]
+
+
+def test_out_of_range_before_any_alert_is_amber_with_since(staff_client: TestClient, world: World):
+    now = world.clock.now()  # 03:14
+    out_from = now - 19 * 60  # 02:55
+    readings = {"qingshui-fridge2": _day_of_readings(now, out_from), FRIDGE: (now - 60, 5.0)}
+    _influx(staff_client, world, readings=readings)
+    html = staff_client.get(f"/clinics/{CLINIC}").text
+    card = html[html.index('id="eq-qingshui-fridge2"') :]
+    card = card[: card.index("</section>")]
+    assert 'data-state="amber"' in card
+    assert '<p class="oor" role="status">超出允许范围，自 02:55 起（尚未报警）</p>' in card
+    assert card.count('class="out"') == 1  # red marks on the chart
+    body = staff_client.get(f"/api/clinics/{CLINIC}/status").json()
+    fridge2 = next(e for e in body["equipment"] if e["id"] == "qingshui-fridge2")
+    assert (fridge2["state"], fridge2["out_of_range_since"]) == ("amber", out_from)
+    assert (fridge2["low_c"], fridge2["high_c"]) == (2.0, 8.0)
+    en = staff_client.get(f"/clinics/{CLINIC}?lang=en").text
+    assert "Out of range since 02:55 (no alarm yet)" in en
+    # a probe's error code is a probe fault, not a temperature: no "out of range"
+    _influx(staff_client, world, readings={"qingshui-fridge2": (now - 60, 85.0)})
+    html = staff_client.get(f"/clinics/{CLINIC}").text
+    assert 'id="eq-qingshui-fridge2" data-state="green"' in html and "超出允许范围，自" not in html
+
+
+def test_the_chart_of_each_appliance_or_a_note(staff_client: TestClient, world: World):
+    now = world.clock.now()
+    _influx(staff_client, world, readings={"qingshui-fridge2": _day_of_readings(now)})
+    html = staff_client.get(f"/clinics/{CLINIC}").text
+    card = html[html.index('id="eq-qingshui-fridge2"') :]
+    card = card[: card.index("</section>")]
+    assert '<svg xmlns="http://www.w3.org/2000/svg"' in card and 'role="img"' in card
+    # 145 ten-minute buckets: the 24 h up to 03:14 are not on the 10-minute grid
+    assert (
+        "疫苗冷藏冰箱 2 过去 24 小时温度：最低 4.5°C，最高 5.5°C；145 个 10 分钟时段中 0 个超出允许范围"
+        in card
+    )
+    assert 'class="out"' not in card
+    assert "过去 24 小时无温度读数。" in html  # fridge 1 and the freezer have none
+    assert len(html.encode()) < 40_000
+    _influx(staff_client, world, down=True)
+    html = staff_client.get(f"/clinics/{CLINIC}").text
+    assert "<svg" not in html and html.count("温度曲线暂时无法显示") == 3
+
+
 # ---------------------------------------------------------------- acknowledge and resolve forms
 
 
@@ -169,12 +252,18 @@ def test_resolve_a_critical_alert_without_a_preset_shows_why(staff_client: TestC
     r = staff_client.post(url, data={"csrf": csrf, "corrective_action": "", "detail": ""})
     assert r.status_code == 422
     assert "警报未关闭" in r.text
-    assert "严重冷链警报：必须选择处理措施才能关闭。" in r.text
-    assert "resolving it needs the corrective action taken" in r.text  # the lifecycle's own words
+    box = r.text[r.text.index('role="alert"') :]
+    box = box[: box.index("</div>")]
+    assert box.count("严重冷链警报：必须选择处理措施才能关闭。") == 1  # said once, in Chinese
+    assert "resolving it" not in r.text  # not the API's English words on a Chinese page
     r = staff_client.post(url, data={"csrf": csrf, "corrective_action": "not-a-preset"})
     assert r.status_code == 422 and "请从列表中选择处理措施。" in r.text
     r = staff_client.post(url, data={"csrf": csrf, "corrective_action": "other"})  # other needs a detail
-    assert r.status_code == 422 and "needs a detail" in r.text
+    assert r.status_code == 422 and "选择“其他”时，请在说明中写明做了什么。" in r.text
+    r = staff_client.post(url, data={"csrf": csrf, "corrective_action": "", "detail": "已处理"})
+    assert r.status_code == 422 and "写了说明，请同时从列表中选择处理措施" in r.text
+    r = staff_client.post(url, data={"csrf": csrf, "lang": "en", "corrective_action": "other"})
+    assert r.status_code == 422 and "say in the detail what was done." in r.text
     assert world.alert().state == AlertState.firing.value
     assert _audit(world, "alert_resolve") == []
 
@@ -193,8 +282,12 @@ def test_resolve_through_the_form(officer_client: TestClient, world: World):
     (row,) = _audit(world, "alert_resolve")
     assert row.username == "officer"
     html = officer_client.get(f"/clinics/{CLINIC}").text
-    assert f'id="eq-{FRIDGE}" data-state="green"' in html
+    # closed, but the fridge still reads 9.4 °C: amber until it is back in range
+    assert f'id="eq-{FRIDGE}" data-state="amber"' in html and "超出允许范围，自 03:11 起" in html
     assert world.alert_id not in html and "无未关闭警报" in html
+    _influx(officer_client, world, readings={FRIDGE: (world.clock.now() - 60, 5.0)})
+    html = officer_client.get(f"/clinics/{CLINIC}").text
+    assert f'id="eq-{FRIDGE}" data-state="green"' in html and "超出允许范围，自" not in html
 
 
 def test_forms_on_an_alert_out_of_scope_are_404(staff_client: TestClient, world: World):
@@ -287,6 +380,63 @@ def server(users: World) -> Iterator[str]:
         yield url
 
 
+SCREENSHOTS = Path(__file__).with_name("screenshots")
+
+
+def test_chart_and_check_in_headless_chromium(users: World):
+    """Log in as the nurse, read the charts (fridge 1 had an excursion and is in alarm), record fridge 2's
+    morning check through its form; a screenshot for a person to look at."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} missing: run `chainwatch services install` (Debian's chromium)")
+    now = users.clock.now()
+    fridge1 = [
+        (t, 9.6 if now - 5 * 3600 <= t < now - 3 * 3600 else c)
+        for t, c in _day_of_readings(now, now - 600, 9.4)
+    ]
+    freezer = [(t, c - 23.0) for t, c in _day_of_readings(now)]
+    app = create_app(users.settings, users.clock)
+    app.state.influx = FakeInflux(
+        {FRIDGE: fridge1, "qingshui-fridge2": _day_of_readings(now), "qingshui-freezer1": freezer}
+    )
+    SCREENSHOTS.mkdir(exist_ok=True)
+    with serving(app) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 360, "height": 740}, device_scale_factor=2)
+            page.goto(f"{server}/login?next=/clinics/{CLINIC}")
+            page.get_by_label("用户名").fill("staff")
+            page.get_by_label("密码").fill(PASSWORD)
+            with page.expect_navigation():
+                page.get_by_role("button", name="登录").click()
+            assert page.url == f"{server}/clinics/{CLINIC}"
+            chart = page.locator(f"#eq-{FRIDGE} svg")
+            assert chart.get_attribute("role") == "img"
+            assert "15 个超出允许范围" in (chart.locator("title").text_content() or "")
+            box = chart.bounding_box()
+            assert box is not None and box["width"] > 280 and box["height"] > 120  # drawn, full width
+            assert page.locator(f"#eq-{FRIDGE} svg path.out").count() == 1
+            card = page.locator("#eq-qingshui-fridge2")
+            card.get_by_label("温度计读数（°C）").fill("4.6")
+            card.get_by_label("备注（可选）").fill("门已关好")
+            with page.expect_navigation():
+                card.get_by_role("button", name="记录上午检查").click()
+            assert page.url == f"{server}/clinics/{CLINIC}"
+            card = page.locator("#eq-qingshui-fridge2")
+            morning = card.locator('[data-slot="morning"]')
+            assert morning.get_attribute("data-state") == "done"
+            assert morning.inner_text() == "上午 · 已完成：03:14 王秀英，读数 4.6°C"
+            assert card.get_by_role("button", name="记录上午检查").count() == 0
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360
+            page.screenshot(path=str(SCREENSHOTS / "clinic-chart.png"), full_page=True)
+        finally:
+            browser.close()
+    with Session(users.engine) as s:
+        (row,) = s.scalars(select(AuditRow).where(AuditRow.action == "equipment_check"))
+        assert (row.username, row.target_id, row.detail["celsius"]) == ("staff", "qingshui-fridge2", 4.6)
+
+
 def test_clinic_page_in_headless_chromium(world: World, server: str, tmp_path: Path):
     from playwright.sync_api import sync_playwright
 
@@ -323,7 +473,9 @@ def test_clinic_page_in_headless_chromium(world: World, server: str, tmp_path: P
             with page.expect_navigation():
                 card.get_by_role("button", name="关闭警报").click()
             card = page.locator(f"#eq-{FRIDGE}")
-            assert card.get_attribute("data-state") == "green"
+            # closed, but the fridge still reads 9.4 °C: amber, and the card says since when
+            assert card.get_attribute("data-state") == "amber"
+            assert card.locator(".oor").inner_text() == "超出允许范围，自 03:13 起（尚未报警）"
             assert card.locator(".card").count() == 0  # no alert on the card
             assert page.get_by_text("无未关闭警报").is_visible()
             page.screenshot(path=str(shots / "clinic-resolved.png"), full_page=True)
@@ -333,3 +485,17 @@ def test_clinic_page_in_headless_chromium(world: World, server: str, tmp_path: P
     assert alert.state == AlertState.resolved.value
     assert alert.corrective_action == "moved_vaccines: 已转移至冰箱 2"
     print(f"\nscreenshots in {shots}")
+
+
+def test_switching_language_keeps_what_the_page_shows(admin_client: TestClient, world: World):
+    """An admin looking at another district stays on it after switching to English."""
+    html = admin_client.get("/district?district=demo-district").text
+    assert 'href="?district=demo-district&amp;lang=en"' in html
+    html = admin_client.get("/district?district=demo-district&lang=en").text
+    assert 'href="?district=demo-district&amp;lang=zh-CN"' in html
+
+
+def test_pages_are_sent_compressed_to_a_slow_phone(staff_client: TestClient, world: World):
+    r = staff_client.get(f"/clinics/{CLINIC}", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+    assert int(r.headers["content-length"]) < len(r.content) / 3  # what crosses the link vs the page
