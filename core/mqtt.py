@@ -26,10 +26,13 @@ def persistent_client(client_id: str) -> mqtt.Client:
 
 def connect_persistent(client: mqtt.Client, settings: Settings, receive_maximum: int) -> None:
     """Connect in the background (reconnecting for ever), resuming the session; the broker sends at
-    most ``receive_maximum`` unacknowledged messages at once (MQTT 5 Receive Maximum)."""
+    most ``receive_maximum`` unacknowledged messages at once (MQTT 5 Receive Maximum). Logs in as
+    ``settings.mqtt_username`` when it is set."""
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = SESSION_EXPIRY_S
     props.ReceiveMaximum = min(max(receive_maximum, 1), 65535)
+    if settings.mqtt_username:
+        client.username_pw_set(settings.mqtt_username, settings.mqtt_password.get_secret_value() or None)
     client.connect_async(
         settings.mqtt_host, settings.mqtt_port, keepalive=30, clean_start=False, properties=props
     )

@@ -37,6 +37,8 @@ BROWSER_PACKAGES = {
     "fonts-noto-cjk": Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
     # a CJK TrueType font for the PDF reports (reportlab cannot read Noto CJK's PostScript outlines)
     "fonts-wqy-zenhei": Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
+    # `docker-compose config` validates docker-compose.yml in the tests (no Docker engine needed)
+    "docker-compose": Path("/usr/bin/docker-compose"),
 }
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0

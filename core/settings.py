@@ -20,6 +20,13 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path(".chainwatch"), description="local services, spool and SQLite")
     mqtt_url: str = "mqtt://127.0.0.1:18830"
+    # the broker login of the collector and alerting services (production: one account each, made by
+    # `chainwatch deploy mosquitto-auth`); empty: anonymous, as the local demo broker allows
+    mqtt_username: str = ""
+    mqtt_password: SecretStr = SecretStr("")
+    # the simulator's gateways log in with the passwords of this CSV (site,device,password; from
+    # `chainwatch deploy mosquitto-auth`): the demo against a production broker
+    mqtt_device_passwords_file: Path | None = None
     influx_url: str = "http://127.0.0.1:18086"
     influx_db: str = "chainwatch"
     influx_username: str = ""

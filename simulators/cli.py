@@ -275,7 +275,9 @@ def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
 
     waste = plan.waste_flow(_write if jsonl is not None else None)
     devices = plan.district.device_refs() + (plan.waste.device_refs() if plan.waste is not None else [])
-    publisher = MqttPublisher(settings.mqtt_host, settings.mqtt_port, clock=clock)
+    publisher = MqttPublisher(
+        settings.mqtt_host, settings.mqtt_port, clock=clock, passwords=_device_passwords(settings)
+    )
     try:
         publisher.connect(devices)
     except PublishError as exc:
@@ -325,3 +327,22 @@ def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
     if failure:
         raise SimulateError(f"{failure}; the counts above include them")
     return 0
+
+
+def _device_passwords(settings: Settings) -> dict[str, str]:
+    """The gateways' broker passwords from ``mqtt_device_passwords_file`` (none set: {})."""
+    path = settings.mqtt_device_passwords_file
+    if path is None:
+        return {}
+    from core.mosquitto_auth import read_device_csv
+
+    try:
+        passwords = read_device_csv(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SimulateError(f"CHAINWATCH_MQTT_DEVICE_PASSWORDS_FILE {path}: cannot read it ({exc})") from None
+    if not passwords:
+        raise SimulateError(
+            f"CHAINWATCH_MQTT_DEVICE_PASSWORDS_FILE {path}: no device passwords in it "
+            "(expected the site,device,password CSV of `chainwatch deploy mosquitto-auth`)"
+        )
+    return passwords

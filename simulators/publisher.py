@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -109,6 +109,7 @@ class MqttPublisher:
         connect_timeout: float = 10.0,
         clock: Clock | None = None,
         password: str | None = None,
+        passwords: Mapping[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -117,6 +118,7 @@ class MqttPublisher:
         self.connect_timeout = connect_timeout
         self.clock: Clock = clock or SystemClock()
         self.password = password
+        self.passwords = dict(passwords or {})  # device id -> its own broker password
         self._clients: dict[str, Any] = {}
         self._refs: dict[str, DeviceRef] = {}
         self._cond = threading.Condition()
@@ -143,7 +145,7 @@ class MqttPublisher:
                 clean_session=True,
                 userdata=ref,
             )
-            client.username_pw_set(ref.device, self.password)
+            client.username_pw_set(ref.device, self.passwords.get(ref.device, self.password))
             client.will_set(
                 status_topic(ref.clinic, ref.device),
                 status_payload("offline", self.clock.now(), FIRMWARE),
