@@ -10,9 +10,10 @@ a redelivered event still lands on its own earlier point.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from functools import lru_cache
 
-from core.lineprotocol import format_field, tag_prefix
+from core.lineprotocol import encode_line, format_field, tag_prefix
 from core.protocol import Status, Telemetry, WasteEvent
 from core.registry_store import DeviceTags
 
@@ -118,7 +119,24 @@ def waste_line(ev: WasteEvent, clinic: str, device: str, reg: DeviceTags | None)
 
 
 def status_line(st: Status, clinic: str, device: str, reg: DeviceTags | None, received_at: float) -> str:
-    fields = {"state": st.state, "fw": st.fw}
+    fields = {"state": st.state, "fw": st.fw, "buffered": st.buffered, "dropped": st.dropped}
     body = ",".join(f"{k}={format_field(v)}" for k, v in fields.items() if v is not None)
     t = st.ts if st.ts is not None else received_at
     return f"{tag_prefix('device_status', _place(clinic, device, reg))} {body} {time_ns(t)}"
+
+
+STATS_FIELDS = {"messages": "messages", "readings_written": "readings", "dead_letters": "dead_letters"}
+
+
+def collector_stats_line(
+    collector: str, before: Mapping[str, int], after: Mapping[str, int], spool_segments: int, t: float
+) -> str:
+    """The ``collector_stats`` point of one collector (docs/schema.md): what it made durable since the
+    previous point (messages, readings, dead letters: counts, so a restart does not make a counter go
+    backwards) and its spool's depth now. ``t`` is when, by the collector's clock (arrival time, not
+    reading time: this is the system's health, not the fridges')."""
+    fields: dict[str, int] = {
+        name: int(after.get(key, 0)) - int(before.get(key, 0)) for key, name in STATS_FIELDS.items()
+    }
+    fields["spool_segments"] = spool_segments
+    return encode_line("collector_stats", {"collector": collector}, fields, time_ns(t))

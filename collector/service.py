@@ -29,6 +29,7 @@ import paho.mqtt.client as mqtt
 from collector.deadletters import store_dead_letters
 from collector.ingest import Batch, Batcher, Ingestor
 from collector.notices import record_notices
+from collector.points import collector_stats_line
 from collector.spool import Spool
 from core.clock import Clock, SystemClock
 from core.db import init_db, make_engine
@@ -242,7 +243,9 @@ class Collector:
     def _stats_writer(self) -> None:
         path = self.stats_path
         last = 0.0
-        while not self._stop.wait(1.0):
+        every = self.settings.collector_stats_every_s
+        last_point, before = time.monotonic(), self.stats.as_dict()
+        while not self._stop.wait(min(1.0, every)):
             data = {
                 **self.stats.as_dict(),
                 "spool_segments": len(self.spool),
@@ -251,6 +254,16 @@ class Collector:
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(data))
             tmp.replace(path)
+            if time.monotonic() - last_point >= every:
+                last_point = time.monotonic()
+                line = collector_stats_line(
+                    self.client_id, before, data, data["spool_segments"], self.clock.now()
+                )
+                try:  # the system's own health: best effort, never in the way of the readings
+                    self.influx.write(line, precision="ns")
+                    before = data
+                except InfluxError as exc:
+                    log.debug("collector_stats not written: %s", exc)
             if time.monotonic() - last > 30:
                 last = time.monotonic()
                 log.info(

@@ -397,6 +397,8 @@ class Status:
     state: str  # online | offline
     fw: str | None
     ts: float | None
+    buffered: int | None = None  # sampling instants waiting in the gateway's buffer when it sent this
+    dropped: int | None = None  # sampling instants its full buffer had to drop, since it was installed
 
 
 def parse_status(payload: bytes | str, now: float, limits: Limits = Limits()) -> Status:
@@ -406,7 +408,7 @@ def parse_status(payload: bytes | str, now: float, limits: Limits = Limits()) ->
         raise ProtocolError(exc.reason, exc.detail) from None
     if not isinstance(doc, dict):
         raise ProtocolError("bad_record", "a status message is one JSON object")
-    unknown = sorted(set(doc) - {"state", "fw", "ts"})
+    unknown = sorted(set(doc) - {"state", "fw", "ts", "buffered", "dropped"})
     if unknown:
         raise ProtocolError("unknown_field", f"status: unknown field(s) {', '.join(unknown)[:80]}")
     state = doc.get("state")
@@ -416,4 +418,14 @@ def parse_status(payload: bytes | str, now: float, limits: Limits = Limits()) ->
     ts = _num(doc, "ts", "status", required=False)
     if ts is not None:
         _check_time(ts, now, limits, "status")
-    return Status(state, fw, ts)
+    return Status(state, fw, ts, _count(doc, "buffered"), _count(doc, "dropped"))
+
+
+def _count(doc: dict[str, Any], key: str) -> int | None:
+    """An optional whole number, 0 or more (a status message's ``buffered``, ``dropped``)."""
+    value = _num(doc, key, "status", required=False)
+    if value is None:
+        return None
+    if value < 0 or value != int(value) or value > 2**53:
+        raise ProtocolError("impossible_value", f"status: {key} {value!r:.30} is not a whole number ≥ 0")
+    return int(value)

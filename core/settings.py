@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     collector_write_timeout_s: float = 10.0
     collector_write_attempts: int = 3  # before a batch goes to the spool
     future_tolerance_s: float = 600.0  # readings further in the future than this are rejected
+    collector_stats_every_s: float = 60.0  # the collector's own numbers to InfluxDB (collector_stats)
 
     # alerting
     alerting_client_id: str = "chainwatch-alerting"  # its own persistent session, apart from the collector's

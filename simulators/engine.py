@@ -415,7 +415,11 @@ class Simulation:
             connected = alive and bool(c.network[i])
             if connected != st.connected:
                 st.connected = connected
-                self._status(d, "online" if connected else "offline", T)
+                gw = self.gateways[i]
+                if connected:  # back online: what it buffered meanwhile, and what it had to drop
+                    self._status(d, "online", T, gw.buffered_samples, gw.counts.samples_dropped)
+                else:
+                    self._status(d, "offline", T)
             if not alive:  # flat battery, no mains: the gateway is off and sees nothing
                 st.doors.clear()
                 continue
@@ -432,8 +436,11 @@ class Simulation:
             for payload in gw.offer(sample, bool(c.network[i])):
                 self.sink.publish(gw.topic, payload)
 
-    def _status(self, d: SimDevice, state: str, t: float) -> None:
-        self.sink.publish(status_topic(d.clinic, d.device), status_payload(state, t), retain=True)
+    def _status(
+        self, d: SimDevice, state: str, t: float, buffered: int | None = None, dropped: int | None = None
+    ) -> None:
+        payload = status_payload(state, t, buffered=buffered, dropped=dropped)
+        self.sink.publish(status_topic(d.clinic, d.device), payload, retain=True)
         self.status_messages += 1
 
     def _side_time(self) -> float:

@@ -40,8 +40,16 @@ def status_topic(clinic: str, device: str) -> str:
     return f"cw/v1/{clinic}/{device}/status"
 
 
-def status_payload(state: str, ts: float, fw: str = "sim-1.0.0") -> bytes:
-    return json.dumps({"state": state, "fw": fw, "ts": _number(ts)}, separators=(",", ":")).encode()
+def status_payload(
+    state: str, ts: float, fw: str = "sim-1.0.0", *, buffered: int | None = None, dropped: int | None = None
+) -> bytes:
+    """The status document; ``buffered``/``dropped`` as a gateway coming back online reports them."""
+    doc: dict[str, object] = {"state": state, "fw": fw, "ts": _number(ts)}
+    if buffered is not None:
+        doc["buffered"] = buffered
+    if dropped:
+        doc["dropped"] = dropped
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def _number(x: float) -> int | float:
@@ -140,6 +148,7 @@ class Counts:
     health_samples: int = 0  # samples carrying mains + battery (one per sample)
     door_readings: int = 0
     buffered_dropped: int = 0  # records dropped from a full buffer
+    samples_dropped: int = 0  # the sampling instants those records belonged to (status "dropped")
 
     def add(self, other: Counts) -> None:
         for f in fields(self):
@@ -167,6 +176,11 @@ class Gateway:
     def buffered_records(self) -> int:
         return self._buffered_records
 
+    @property
+    def buffered_samples(self) -> int:
+        """Sampling instants waiting in the buffer (the status message's ``buffered``)."""
+        return len(self._buffer)
+
     def buffer_capacity(self, records_per_sample: int) -> int:
         return max(1, int(self.buffer_s // self.interval_s)) * records_per_sample
 
@@ -180,6 +194,7 @@ class Gateway:
                 old = self._buffer.popleft()
                 self._buffered_records -= old.record_count
                 self.counts.buffered_dropped += old.record_count
+                self.counts.samples_dropped += 1
             return []
         out = self.replay()
         out.append(self._emit([sample]))

@@ -48,6 +48,7 @@ MAY_BE_EMPTY = {
     ("cw-waste", 'panel "暂存超 36/48 小时" target A'): "with daily pickups no bag waits 36 h in the store",
     ("cw-health", 'panel "信号强度" target A'): "the simulated gateways send no rssi",
     ("cw-appliance", 'panel "探头故障与开门" target B'): "the scenario opens no door",
+    ("cw-health", 'panel "缓冲深度" target B'): "no simulated outage fills a gateway's week-long buffer",
 }
 
 
@@ -137,6 +138,12 @@ def _run(client: InfluxClient, run: Run, where: str, text: str) -> list[dict[str
 
 def points(series: list[dict[str, Any]]) -> int:
     return sum(1 for s in series for row in s["values"] if any(v is not None for v in row[1:]))
+
+
+@pytest.fixture(autouse=True)
+def _collector_stats_every_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector writes its own numbers (collector_stats) every second instead of every minute."""
+    monkeypatch.setenv("CHAINWATCH_COLLECTOR_STATS_EVERY_S", "1")
 
 
 def test_every_dashboard_query_runs_and_shows_the_simulated_district(
@@ -236,6 +243,14 @@ def test_every_dashboard_query_runs_and_shows_the_simulated_district(
     assert mkt and all(-5 < v < 40 for v in mkt)
     # the faulty probe shows up on its appliance
     assert points(by_name["cw-appliance"]["faulty probe"].rows['panel "探头故障与开门" target A'])
+    # health: the collector's own count of what it wrote, by arrival time, and its dead letters (none)
+    written = by_name["cw-health"]["all, 3 days"].rows['panel "数据接收速率" target B']
+    assert sum(row[1] or 0 for s in written for row in s["values"]) > 0
+    rejected = by_name["cw-health"]["all, 3 days"].rows['panel "死信" target A']
+    assert points(rejected) and sum(row[1] or 0 for s in rejected for row in s["values"]) == 0
+    # health: the gateway that lost its network came back with its buffer to send
+    buffered = by_name["cw-health"]["all, 3 days"].rows['panel "缓冲深度" target A']
+    assert max(row[1] or 0 for s in buffered for row in s["values"]) > 60  # over an hour of samples
     # waste: the lost bag is listed by its id
     lost_rows = by_name["cw-waste"]["all, 3 days"].rows['panel "运输途中丢失" target A']
     columns = lost_rows[0]["columns"]

@@ -115,3 +115,17 @@ def test_spool_keeps_batches_in_order_and_survives_a_restart(tmp_path: Path) -> 
     assert c.name > b.name  # numbering continues after the restart
     again.remove(a)
     assert len(again) == 2
+
+
+def test_the_collectors_own_numbers_are_counts_since_the_previous_point() -> None:
+    from collector.points import collector_stats_line
+
+    before = {"messages": 10, "readings_written": 30, "dead_letters": 1}
+    after = {"messages": 25, "readings_written": 75, "dead_letters": 3, "batches": 9}
+    line = collector_stats_line("chainwatch-collector", before, after, 2, 1_795_633_920.5)
+    assert line == (
+        "collector_stats,collector=chainwatch-collector "
+        "messages=15i,readings=45i,dead_letters=2i,spool_segments=2i 1795633920500000000"
+    )
+    # after a restart the counters start again from zero: a count, never a negative rate
+    assert "messages=4i" in collector_stats_line("c", {}, {"messages": 4}, 0, 0.0)

@@ -207,3 +207,26 @@ def test_status():
     assert parse_status('{"state":"offline"}', NOW).ts is None
     with pytest.raises(ProtocolError, match="bad_value"):
         parse_status('{"state":"sleeping"}', NOW)
+
+
+def test_status_with_what_the_gateway_buffered_and_dropped():
+    doc = {"state": "online", "fw": "1.0.0", "ts": NOW - 5, "buffered": 5760, "dropped": 12}
+    st = parse_status(json.dumps(doc), NOW)
+    assert (st.buffered, st.dropped) == (5760, 12)
+    plain = parse_status('{"state":"online"}', NOW)
+    assert (plain.buffered, plain.dropped) == (None, None)
+    for bad in ('"buffered":-1', '"dropped":1.5', '"buffered":"many"', '"dropped":true'):
+        with pytest.raises(ProtocolError) as err:
+            parse_status('{"state":"online",' + bad + "}", NOW)
+        assert err.value.reason in ("impossible_value", "not_a_number"), bad
+
+
+def test_a_status_point_keeps_the_buffer_numbers():
+    from collector.points import status_line
+
+    doc = {"state": "online", "fw": "1.0.0", "ts": NOW - 60, "buffered": 40, "dropped": 3}
+    line = status_line(parse_status(json.dumps(doc), NOW), "qingshui-thc", "qingshui-gw1", None, NOW)
+    assert line == (
+        "device_status,clinic=qingshui-thc,device=qingshui-gw1 "
+        f'state="online",fw="1.0.0",buffered=40i,dropped=3i {round((NOW - 60) * 1000) * 1_000_000}'
+    )
