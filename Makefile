@@ -5,11 +5,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
 
 .PHONY: setup run test unit bench lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(NODE_STAMP)
 	@$(BIN)/chainwatch services install
+
+# MicroPython (WebAssembly, pinned in package-lock.json) that runs the gateway firmware's tests
+$(NODE_STAMP): package-lock.json
+	@if command -v npm >/dev/null; then \
+		echo "[setup] installing MicroPython for the firmware tests (npm ci)"; \
+		npm ci --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "[setup] npm not found: the firmware tests fail until node and npm are installed"; fi
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ChainWatch needs Python 3.11 or newer: set PYTHON=python3.11")'
