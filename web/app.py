@@ -40,6 +40,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import alerting.store  # noqa: F401  (registers the alert tables on Base for init_db)
+import core.stock  # registers the vaccine stock tables on Base for init_db; the catalogue
 import web.users  # noqa: F401  (registers the user, session and audit tables on Base for init_db)
 from alerting.notify.links import link_key
 from core.clock import Clock, SystemClock
@@ -123,7 +124,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     from web import ack, admin, api_alerts, api_checks, api_waste, auth, district_page, outbox, pages
 
     engine = make_engine(settings.sql_url)
-    init_db(engine)  # registry, alert, ack_link, user, session and audit tables
+    init_db(engine)  # registry, alert, ack_link, user, session, audit and stock tables
+    core.stock.ensure_products(engine)  # the vaccine catalogue, when the database lacks it
     influx = InfluxClient(
         settings.influx_url,
         settings.influx_db,
