@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import alerting.exposure
+import alerting.exposure  # registers the lot exposure table on Base for init_db
 import alerting.store  # noqa: F401  (registers the alert tables on Base for init_db)
 import core.stock  # registers the vaccine stock tables on Base for init_db; the catalogue
 import web.users  # noqa: F401  (registers the user, session and audit tables on Base for init_db)
