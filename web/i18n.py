@@ -333,6 +333,9 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "admin_dead_page": ("第 {page} / {pages} 页，共 {total} 条", "Page {page} of {pages}, {total} in all"),
     "admin_prev": ("上一页", "Previous"),
     "admin_next": ("下一页", "Next"),
+    # ---- vaccine stock pages and API
+    # ---- excursion impact and shake test
+    # ---- stock reconciliation
 }
 
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

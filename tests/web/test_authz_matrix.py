@@ -201,6 +201,9 @@ ENDPOINTS: list[tuple[str, str, str]] = [
     ("POST", "/admin/users/active", "admin_form"),
     ("POST", "/admin/registry/reload", "admin_form"),
     ("POST", "/admin/registry/upload", "admin_form"),
+    # ---- vaccine stock pages and API
+    # ---- excursion impact and shake test
+    # ---- stock reconciliation
 ]
 BODIES = {
     "/api/alerts/{alert}/ack": {"note": "matrix"},
