@@ -194,13 +194,16 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         pdf = record_pdf(rec, args.lang)
     except ReportError as exc:
         raise CliError(str(exc)) from None
-    out = Path(args.out)
+    return _write_report(Path(args.out), f"{rec.clinic_id}-{rec.month_text}", pdf, record_csv(rec, args.lang))
+
+
+def _write_report(out: Path, name: str, pdf: bytes, csv_text: str) -> int:
+    """``{out}/{name}.pdf`` and ``.csv``, their paths printed; an unwritable place is one line."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        stem = out / f"{rec.clinic_id}-{rec.month_text}"
-        pdf_path, csv_path = stem.with_suffix(".pdf"), stem.with_suffix(".csv")
+        pdf_path, csv_path = out / f"{name}.pdf", out / f"{name}.csv"
         pdf_path.write_bytes(pdf)
-        csv_path.write_text(record_csv(rec, args.lang), encoding="utf-8", newline="")
+        csv_path.write_text(csv_text, encoding="utf-8", newline="")
     except OSError as exc:
         raise CliError(f"cannot write the report to {out}: {exc}") from None
     print(pdf_path)
@@ -229,18 +232,8 @@ def _report_district(args: argparse.Namespace, settings: Settings) -> int:
         pdf = district_pdf(rec, args.lang)
     except ReportError as exc:
         raise CliError(str(exc)) from None
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        stem = out / f"{rec.district_id}-{rec.month_text}"
-        pdf_path, csv_path = stem.with_suffix(".pdf"), stem.with_suffix(".csv")
-        pdf_path.write_bytes(pdf)
-        csv_path.write_text(district_csv(rec, args.lang), encoding="utf-8", newline="")
-    except OSError as exc:
-        raise CliError(f"cannot write the report to {out}: {exc}") from None
-    print(pdf_path)
-    print(csv_path)
-    return 0
+    name = f"{rec.district_id}-{rec.month_text}"
+    return _write_report(Path(args.out), name, pdf, district_csv(rec, args.lang))
 
 
 def _dashboards(args: argparse.Namespace, settings: Settings) -> int:
