@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from alerting.checks_store import EquipmentCheckRow, init_check_tables
 from alerting.daily import compute_day, init_daily_tables
 from alerting.feed import build_engine_from_sql, feed_telemetry
+from alerting.impact import record_impacts, refresh_impacts
 from alerting.lifecycle import AlertChange, apply_all
 from alerting.messages import Names
 from alerting.notify.dispatcher import dispatcher_from_settings
@@ -181,9 +182,12 @@ class AlertingService:
         self.stats.decisions += len(decisions)
         with Session(self.sql) as session, session.begin():
             changes = apply_all(session, decisions, self.clock.now(), names=self.names)
+            impacted = record_impacts(session, changes, self.clock.now())  # the lots inside, doses at risk
         if changes:
             self.stats.changes += len(changes)
             self._write(changes)
+        if impacted:  # their exposure brought up to date, the recommendations with it (alerting.impact)
+            refresh_impacts(self.sql, self.influx, impacted, self.clock.now())
         return changes
 
     def _write(self, changes: list[AlertChange]) -> None:
@@ -382,6 +386,9 @@ class AlertingService:
 
     def daily(self) -> None:
         """Yesterday's statistics per equipment (clinic local time), for reports and needs-attention."""
+        from alerting.exposure import run_daily  # issue 9: every lot in stock; logs its own failure
+
+        run_daily(self.sql, self.influx, self.clock.now())
         local = timezone(timedelta(seconds=CLINIC_UTC_OFFSET_S))
         day = (datetime.fromtimestamp(self.clock.now(), local) - timedelta(days=1)).date()
         try:

@@ -71,6 +71,9 @@ def run_all(settings: Settings, *, clinics: int, backfill: str, scenario: Path |
     from web.users import demo_logins, ensure_demo_users
 
     ensure_demo_users(sql)
+    from core.stock_demo import seed_demo_stock
+
+    seed_demo_stock(sql, time.time())  # the demo district's opening vaccine stock, once
     logins = demo_logins(sql)
 
     start = "now" if backfill in ("", "0", "0h") else f"-{backfill}"
@@ -83,6 +86,7 @@ def run_all(settings: Settings, *, clinics: int, backfill: str, scenario: Path |
             # speed 0: the backfill as fast as possible, then live (simulated time never runs
             # ahead of the wall clock)
             _chainwatch("simulate", "--clinics", str(clinics), "--speed", "0", f"--start={start}", "--waste")
+            + ["--stock"]  # the vaccine stock flow, written to SQL (simulators.stock)
             + (["--scenario", str(scenario)] if scenario else []),
             restart=False,
         ),

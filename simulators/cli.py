@@ -5,7 +5,9 @@ every 5 s; at the end the ``SimulationResult`` is printed as one JSON line on st
 as ``SimulateError`` with a one-line message (``core.cli`` prints it). With ``--waste`` the clinics'
 waste scanners and the plant's publish the medical-waste chain of custody too (``simulators.waste``):
 the result then has a ``waste`` object, the ground truth of the waste anomalies in the scenario, and
-``--waste-jsonl FILE`` keeps every published waste event (one JSON object per line).
+``--waste-jsonl FILE`` keeps every published waste event (one JSON object per line). With ``--stock``
+the clinics' vaccine stock flow is written straight to SQL (``simulators.stock``): the result then has
+a ``stock`` object; ``--stock-mismatch CLINIC`` makes that clinic check in fewer doses than were issued.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from simulators.scenario import (
     parse_duration,
     resolve_events,
 )
+from simulators.stock import SideStreams, StockFlow, StockSites, build_stock_sites
 from simulators.waste import WasteFlow, WasteMessage, WasteSites, build_sites, jsonl_lines
 
 FUTURE_START_TOLERANCE_S = 5.0
@@ -88,6 +91,17 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FILE",
         help="write every published waste event to FILE, one JSON object per line (implies --waste)",
+    )
+    parser.add_argument(
+        "--stock",
+        action="store_true",
+        help="also simulate the clinics' vaccine stock (deliveries, sessions, wastage), written to SQL",
+    )
+    parser.add_argument(
+        "--stock-mismatch",
+        default=None,
+        metavar="CLINIC",
+        help="CLINIC checks in fewer doses than were issued: a stock-reconciliation flag (implies --stock)",
     )
     if hasattr(parser, "_negative_number_matcher"):
         parser._negative_number_matcher = _RELATIVE_OR_NEGATIVE
@@ -148,6 +162,8 @@ class Plan:
     scenario_name: str | None
     waste: WasteSites | None = None  # --waste: who scans the waste
     waste_jsonl: Path | None = None
+    stock: StockSites | None = None  # --stock: whose vaccine stock is simulated
+    stock_mismatch: str | None = None
 
     @property
     def telemetry_events(self) -> tuple[ResolvedEvent, ...]:
@@ -212,6 +228,15 @@ def plan_simulation(args: argparse.Namespace, settings: Settings, now: float) ->
         anomaly = next((e for e in events if e.waste), None)
         if anomaly is not None:
             raise SimulateError(f"{anomaly.where}: {anomaly.kind} is a waste anomaly: add --waste")
+    mismatch = getattr(args, "stock_mismatch", None)
+    stock: StockSites | None = None
+    if getattr(args, "stock", False) or mismatch:
+        try:
+            stock = build_stock_sites(registry, district.clinics)
+        except ValueError as exc:
+            raise SimulateError(str(exc)) from None
+        if mismatch and mismatch not in {c.clinic for c in stock.clinics}:
+            raise SimulateError(f"--stock-mismatch {mismatch}: not a simulated clinic with a refrigerator")
     plan = Plan(
         district,
         tuple(events),
@@ -222,6 +247,8 @@ def plan_simulation(args: argparse.Namespace, settings: Settings, now: float) ->
         scenario_name,
         waste,
         Path(jsonl) if jsonl else None,
+        stock,
+        mismatch,
     )
     try:
         plan.waste_flow()  # checks the waste anomalies against the registry
@@ -274,6 +301,8 @@ def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
             jsonl.write(line + "\n")
 
     waste = plan.waste_flow(_write if jsonl is not None else None)
+    stock = _stock_flow(plan, settings)
+    side = SideStreams(*(f for f in (waste, stock) if f is not None)) if stock is not None else waste
     devices = plan.district.device_refs() + (plan.waste.device_refs() if plan.waste is not None else [])
     publisher = MqttPublisher(
         settings.mqtt_host, settings.mqtt_port, clock=clock, passwords=_device_passwords(settings)
@@ -299,7 +328,7 @@ def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
         stop=stop,
         progress=ProgressPrinter(),
         scenario_name=plan.scenario_name,
-        waste=waste,
+        waste=side,
     )
     previous: dict[int, Any] = {}
 
@@ -323,10 +352,46 @@ def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
         publisher.close()
         if jsonl is not None:
             jsonl.close()
-    print(result.to_json(), flush=True)
+    print(_with_stock(result.to_json(), stock, waste is not None), flush=True)
     if failure:
         raise SimulateError(f"{failure}; the counts above include them")
     return 0
+
+
+def _stock_flow(plan: Plan, settings: Settings) -> StockFlow | None:
+    """--stock: the stock flow, recording into the settings' SQL database (None without --stock)."""
+    if plan.stock is None:
+        return None
+    from core.db import make_engine
+
+    end = None if plan.duration is None else plan.start + plan.duration
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    return StockFlow(
+        plan.stock,
+        make_engine(settings.sql_url),
+        seed=plan.seed,
+        start=plan.start,
+        end=end,
+        mismatch=plan.stock_mismatch,
+        progress=progress,
+    )
+
+
+def _with_stock(result: str, stock: StockFlow | None, waste: bool) -> str:
+    """The result's JSON with the stock summary under ``stock`` (and no ``waste`` without --waste)."""
+    if stock is None:
+        return result
+    import json
+
+    doc = json.loads(result)
+    if not waste:
+        doc.pop("waste", None)
+    end = datetime.fromisoformat(doc["end"].replace("Z", "+00:00")).timestamp()
+    doc["stock"] = stock.summary(end)
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
 def _device_passwords(settings: Settings) -> dict[str, str]:

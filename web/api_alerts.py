@@ -36,6 +36,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from alerting import lifecycle
+from alerting.impact import AlertImpact, alert_impact
 from alerting.rules.temperature import DS18B20_CODES
 from alerting.rules.types import Rule, Severity
 from alerting.store import AlertRow, AlertState
@@ -136,6 +137,11 @@ class AlertEventOut(BaseModel):
 
 class AlertDetail(AlertOut):
     history: list[AlertEventOut]
+    impact: AlertImpact | None = Field(
+        default=None,
+        description="a heat or freeze alarm: the vaccine lots inside its appliance at its start, their "
+        "doses, exposure, the recommendation with its reasons and the shake-test results (alerting.impact)",
+    )
 
 
 class AlertPage(BaseModel):
@@ -575,7 +581,8 @@ def _alert(a: AlertRow) -> AlertOut:
 
 def _detail(session: Session, a: AlertRow) -> AlertDetail:
     events = [AlertEventOut.model_validate(e.as_json()) for e in lifecycle.history(session, a.id)]
-    return AlertDetail.model_validate({**_alert(a).model_dump(), "history": events})
+    impact = alert_impact(session, a.id)
+    return AlertDetail.model_validate({**_alert(a).model_dump(), "history": events, "impact": impact})
 
 
 def _state(alerts: list[AlertRow]) -> Literal["green", "amber", "red"]:

@@ -171,6 +171,16 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(api_waste.router)
     app.include_router(district_page.router)
     app.include_router(admin.router)
+    from web import api_reconcile  # the stock reconciliation for the bureau (issue 9)
+
+    app.include_router(api_reconcile.router)  # before api_stock: /api/stock/reconciliation is fixed
+    from web import api_stock, stock_pages  # the vaccine stock API and pages (issue 9)
+
+    app.include_router(api_stock.router)
+    app.include_router(stock_pages.router)
+    from web import shake_test  # the excursion impact's shake-test pages (issue 9)
+
+    app.include_router(shake_test.router)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _server_error)

@@ -14,7 +14,7 @@ import csv
 import io
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ from alerting.compliance import (
     unjudged_reason,
 )
 from alerting.messages import EN, ZH, normalize_lang
+from alerting.reconcile import read_many as read_reconciliations
+from alerting.reconcile import site_names
 from core.clinic_time import CLINIC_TZ
 from core.db import ClinicRow, DistrictRow, TownshipRow
 from web.reports import FONT_CANDIDATES, PdfKit, ReportError
@@ -70,6 +72,7 @@ class DistrictRecord:
     month: int
     generated_at: float
     clinics: tuple[ClinicCompliance, ...]  # ranked: best first, then those with nothing to judge
+    stock_flags: dict[str, int] = field(default_factory=dict)  # clinic -> stock reconciliation flags
 
     @property
     def month_text(self) -> str:
@@ -147,6 +150,12 @@ def district_record(sql: Engine, district_id: str, year: int, month: int, now: f
         name = row.name
         clinics = district_clinics(s, district_id)
     inputs = gather_many(sql, [c[0] for c in clinics], year, month, now)
+    from core.stock import init_stock_tables
+
+    init_stock_tables(sql)
+    start, end, _first, _last = month_bounds(year, month)
+    with Session(sql) as s:
+        recs = read_reconciliations(s, [c[0] for c in clinics], start, end, now, site_names(s))
     return DistrictRecord(
         district_id,
         name,
@@ -154,6 +163,7 @@ def district_record(sql: Engine, district_id: str, year: int, month: int, now: f
         month,
         now,
         ranked([(cid, cname, town, inputs[cid]) for cid, cname, town in clinics]),
+        {cid: len(r.flags) for cid, r in recs.items()},
     )
 
 
@@ -254,6 +264,15 @@ _T: dict[str, tuple[str, str]] = {
         "with nothing to judge goes to the others). See docs/compliance.md.",
     ),
     "page": ("第 {n} 页", "Page {n}"),
+    # ---- stock reconciliation
+    "section_stock": ("疫苗库存核对问题数", "vaccine stock reconciliation: flags per clinic"),
+    "stock_flags": ("库存核对问题", "Stock flags"),
+    "stock_note": (
+        "各卫生院本月疫苗库存核对发现的问题条数（已发放未入库、账实不符、过期接种、损耗率超限），"
+        "详见各卫生院月度记录。",
+        "Each clinic's stock reconciliation flags this month (doses issued and not checked in, books "
+        "that do not add up, expired doses given, wastage above the limit): see each clinic's record.",
+    ),
 }
 KEYS = ("temperature", "alert_response", "response_time", "checks", "waste")
 # a month judged on every component: its rules (the same for every clinic) for the "how scored" table
@@ -355,6 +374,11 @@ def district_csv(rec: DistrictRecord, lang: str = ZH) -> str:
     w.writerow(["key", t["component"], t["weight"], t["how"]])
     for comp in RULES.components:
         w.writerow([comp.key, component_name(comp.key, lang), f"{comp.weight:g}", describe(comp, lang)[1]])
+    w.writerow([])  # ---- stock reconciliation
+    w.writerow([f"[{t['section_stock']}]"])
+    w.writerow(["clinic_id", t["clinic"], t["stock_flags"]])
+    for c in rec.clinics:
+        w.writerow([c.id, c.name, rec.stock_flags.get(c.id, 0)])
     return "\ufeff" + out.getvalue()
 
 
@@ -434,6 +458,13 @@ def district_pdf(
     story.append(kit.table(rows, [*w, width - sum(w)]))
     story.append(Spacer(1, 2 * mm))
     story.append(p(t["formula"], kit.body))
+    if rec.clinics:  # ---- stock reconciliation
+        story.append(p(t["section_stock"].capitalize(), kit.h2))
+        rows = [[p(t["clinic"]), p(t["stock_flags"])]]
+        rows += [[p(f"{c.name}（{c.township}）"), str(rec.stock_flags.get(c.id, 0))] for c in rec.clinics]
+        red = [i + 1 for i, c in enumerate(rec.clinics) if rec.stock_flags.get(c.id, 0)]
+        story.append(kit.table(rows, [80 * mm, 30 * mm], red))
+        story.append(p(t["stock_note"], kit.body))
     return kit.build(
         story,
         f"{t['title']} {rec.district_name} {rec.month_text}",

@@ -282,6 +282,9 @@ def _clinic(
     st = api_alerts.clinic_status(clinic_id, session, _Clock(now), influx, user)  # 404 outside the scope
     people = _people(session)
     alerts = {a.id: _alert_view(a, t, lang, now, people) for a in st.open_alerts}
+    from web.shake_test import add_impacts  # here: web.shake_test imports this module
+
+    add_impacts(session, alerts, t, lang)  # the lots inside at a heat or freeze alarm, and what to do
     on_cards: set[str] = set()
     cards = []
     influx_up = st.influx_error is None

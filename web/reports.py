@@ -28,6 +28,9 @@ from alerting.checks_store import EquipmentCheckRow
 from alerting.compliance import Score, component_name, describe, gather, month_bounds, score
 from alerting.daily import EquipmentDayRow
 from alerting.messages import EN, ZH, normalize_lang
+from alerting.reconcile import Reconciliation, flag_lines, read_reconciliation, site_names
+from alerting.reconcile import table as stock_table
+from alerting.reconcile import texts as stock_texts
 from alerting.store import SYSTEM, AlertRow
 from core.clinic_time import CLINIC_TZ
 from core.db import ClinicRow, EquipmentRow, PersonRow, TownshipRow
@@ -126,6 +129,7 @@ class MonthlyRecord:
     generated_at: float
     appliances: tuple[ApplianceRecord, ...]
     compliance: Score
+    stock: Reconciliation | None = None  # the vaccine stock reconciliation (alerting.reconcile)
 
     @property
     def month_text(self) -> str:
@@ -145,6 +149,9 @@ def monthly_record(sql: Engine, clinic: str, year: int, month: int, now: float) 
     if start > now:
         raise ReportError(f"month {year:04d}-{month:02d} has not started yet")
     inputs = gather(sql, clinic, year, month, now)  # also creates the tables it reads if missing
+    from core.stock import init_stock_tables
+
+    init_stock_tables(sql)
     overrides = profile_overrides(sql)
     with Session(sql) as s:
         row = s.get(ClinicRow, clinic)
@@ -216,6 +223,7 @@ def monthly_record(sql: Engine, clinic: str, year: int, month: int, now: float) 
             now,
             tuple(appliances),
             score(inputs),
+            read_reconciliation(s, clinic, start, end, now, site_names(s)),
         )
 
 
@@ -497,6 +505,18 @@ def record_csv(rec: MonthlyRecord, lang: str = ZH) -> str:
             ]
         )
     w.writerow(["total", t["total"], "", _num(rec.compliance.score) or t["not_judged"], "", ""])
+    if rec.stock is not None:  # ---- stock reconciliation
+        st = stock_texts(lang)
+        head, rows = stock_table(rec.stock, lang)
+        w.writerow([])
+        w.writerow([f"[{st['section']}]"])
+        w.writerow(["lot_id", *head])
+        w.writerows([x.lot.lot_id, *row] for x, row in zip(rec.stock.lots, rows, strict=True))
+        w.writerow([])
+        w.writerow([f"[{st['flags']}]"])
+        w.writerow(["kind", "product_id", "lot_number", "doses", st["flags"]])
+        for f, line in zip(rec.stock.flags, flag_lines(rec.stock, lang), strict=True):
+            w.writerow([f.kind.value, f.product_id, f.lot_number or "", f.doses, line])
     return "\ufeff" + out.getvalue()
 
 
@@ -628,6 +648,24 @@ def record_pdf(
         )
     w = [34 * mm, 12 * mm, 14 * mm, 70 * mm]
     story.append(table(rows, [*w, width - sum(w)]))
+    if rec.stock is not None:  # ---- stock reconciliation
+        st = stock_texts(lang)
+        story.append(p(st["section"], h2))
+        head, cells = stock_table(rec.stock, lang)
+        if not cells:
+            story.append(p(st["no_stock"], body))
+        else:
+            rows = [[p(h) for h in head], *([p(c) for c in row] for row in cells)]
+            red = [i + 1 for i, x in enumerate(rec.stock.lots) if x.unaccounted > 0]
+            w = [26 * mm, 21 * mm, 20 * mm]
+            story.append(table(rows, [*w, *[(width - sum(w)) / 8] * 8], red))
+        story.append(p(st["flags"], h3))
+        lines = flag_lines(rec.stock, lang)
+        for n, line in enumerate(lines, 1):
+            story.append(p(f"{n}. {line}", body))
+        if not lines:
+            story.append(p(st["no_flag"], body))
+        story.append(p(st["rule"], kit.small))
 
     return kit.build(
         story,

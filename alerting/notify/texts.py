@@ -74,7 +74,7 @@ def single(item: Item, lang: str, names: Names | None) -> str:
         )
     elif item.purpose is Purpose.severity:
         prefix = "【升级】" if zh else "[Now more severe] "
-    return f"{prefix}{message}{_ack_part(item.link, zh)}"
+    return f"{prefix}{message}{_at_risk(a, zh)}{_ack_part(item.link, zh)}"
 
 
 def _short(item: Item, lang: str, names: Names | None) -> str:
@@ -87,7 +87,25 @@ def _short(item: Item, lang: str, names: Names | None) -> str:
         return what + ("已确认" if zh else " acknowledged")
     if item.purpose is Purpose.reminder:
         what += f"（{item.unacked_min}分钟未确认）" if zh else f" (no ack for {item.unacked_min} min)"
+    doses = _doses_at_risk(a)
+    if doses:
+        what += f"（{doses}剂疫苗受影响）" if zh else f" ({doses} doses at risk)"
     return what + _ack_part(item.link, zh)
+
+
+def _doses_at_risk(alert: AlertRow) -> int:
+    """The doses a heat or freeze alarm puts at risk (``alerting.impact`` stores it on the alert; 0: none
+    recorded in the appliance, or not such an alarm)."""
+    n = (alert.values or {}).get("doses_at_risk")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
+
+
+def _at_risk(alert: AlertRow, zh: bool) -> str:
+    """ "涉及疫苗120剂。" / " 120 vaccine doses at risk." after a heat or freeze alarm's text."""
+    n = _doses_at_risk(alert)
+    if not n:
+        return ""
+    return f"涉及疫苗{n}剂。" if zh else f" {n} vaccine doses at risk."
 
 
 def _place(clinic: str | None, lang: str, names: Names | None) -> str:

@@ -253,3 +253,103 @@ def test_every_character_in_the_pdf_has_a_glyph_in_the_font(month) -> None:
     assert sorted(ch for ch in shown if cmap.get(ord(ch), 0) == 0) == []
     # compliance's texts (in Chinese) use U+2212, which wqy-zenhei lacks: an ASCII minus, not a box
     assert "100-每台设备每超出范围1小时扣5分" in "".join(text.split())
+
+
+# ---- stock reconciliation
+
+
+@pytest.fixture
+def stocked(month):
+    """The month with vaccine stock at 清水镇卫生院: the district store issued 100 doses of hepatitis B
+    on the 2nd, the clinic checked in 90 and gave 20; 50 doses of MMR issued, checked in and 5 given."""
+    from dataclasses import replace
+
+    from alerting.reconcile import TRANSIT
+    from core.stock import Kind, Movement, ensure_products, lot, record
+
+    sql, now, alert_id, tmp_path = month
+    ensure_products(sql)
+    start, _end, _first, _last = month_bounds(2026, 11)
+    store = ("demo-bureau", "demo-bureau-store")
+    with Session(sql) as s, s.begin():
+        for product, number, issued, checked_in, given in (
+            ("hepb", "HB2611A", 100, 90, 20),
+            ("mmr", "M2611", 50, 50, 5),
+        ):
+            n = lot(s, product, number, "2027-10-31").id
+            t = start + DAY + 9 * HOUR
+            issue = Movement(n, Kind.moved, *store, issued, t, "bureau-duty1", to_clinic_id=CLINIC)
+            check_in = Movement(n, Kind.moved, CLINIC, TRANSIT, checked_in, t + 5 * HOUR, "qingshui-nurse1")
+            for m in (
+                Movement(n, Kind.received, *store, issued, t - HOUR, "bureau-duty1", source="厂家"),
+                replace(issue, to_equipment_id=TRANSIT),
+                replace(check_in, to_equipment_id=FRIDGE),
+                Movement(n, Kind.administered, CLINIC, FRIDGE, given, t + 2 * DAY, "qingshui-nurse1"),
+            ):
+                record(s, m, m.at)
+    return sql, now, alert_id, tmp_path
+
+
+def test_the_record_has_the_stock_reconciliation_and_its_flag(stocked) -> None:
+    sql, now, _, _ = stocked
+    rec = monthly_record(sql, CLINIC, 2026, 11, now)
+    assert rec.stock is not None
+    lines = {x.lot.lot_number: (x.opening, x.issued, x.administered, x.closing) for x in rec.stock.lots}
+    transit = {x.lot.lot_number: x.in_transit for x in rec.stock.lots}
+    assert lines == {"HB2611A": (0, 100, 20, 80), "M2611": (0, 50, 5, 45)}
+    assert transit == {"HB2611A": 10, "M2611": 0}
+    (flag,) = rec.stock.flags
+    assert flag.lot_number == "HB2611A" and flag.doses == 10
+
+
+def test_the_csv_has_the_stock_section_with_the_flag_in_words(stocked) -> None:
+    sql, now, _, _ = stocked
+    rec = monthly_record(sql, CLINIC, 2026, 11, now)
+    rows = list(csv.reader(io.StringIO(record_csv(rec).lstrip("\ufeff"))))
+    at = rows.index(["[疫苗库存核对]"])
+    head = "疫苗 批号 有效期至 期初 入库 接种 损耗 报废 调出 期末 已发放未入库".split()
+    assert rows[at + 1][1:] == head
+    assert rows[at + 2][1:] == ["乙型肝炎疫苗", "HB2611A", "2027-10-31", *"0 100 20 0 0 0 80 10".split()]
+    flags = rows[rows.index(["[核对发现的问题]"]) + 2]
+    assert flags[:4] == ["unaccounted", "hepb", "HB2611A", "10"] and "10 剂未入账" in flags[4]
+    english = record_csv(rec, "en")
+    assert "[Vaccine stock reconciliation]" in english and "10 doses not accounted for" in english
+
+
+def test_a_month_without_stock_says_so(month) -> None:
+    sql, now, _, _ = month
+    rec = monthly_record(sql, CLINIC, 2026, 11, now)
+    assert rec.stock is not None and rec.stock.lots == () and rec.stock.flags == ()
+
+
+@needs_font
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_the_pdf_has_the_stock_section_and_every_character_a_glyph(stocked, lang) -> None:
+    from pypdf import PdfReader
+    from reportlab.pdfbase import pdfmetrics
+
+    from web.reports import register_font
+
+    sql, now, _, tmp_path = stocked
+    pdf = record_pdf(monthly_record(sql, CLINIC, 2026, 11, now), lang)
+    (tmp_path / f"stock-{lang}.pdf").write_bytes(pdf)
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    squeezed = "".join(text.split())
+    if lang == "zh-CN":
+        assert "疫苗库存核对" in squeezed and "HB2611A" in squeezed and "10剂未入账" in squeezed
+    else:
+        assert "Vaccinestockreconciliation" in squeezed and "10dosesnotaccountedfor" in squeezed
+    cmap = pdfmetrics.getFont(register_font()).face.charToGlyph
+    assert sorted({ch for ch in text if not ch.isspace() and cmap.get(ord(ch), 0) == 0}) == []
+
+
+def test_the_district_report_counts_each_clinics_stock_flags(stocked) -> None:
+    from web.district_report import district_csv, district_record
+
+    sql, now, _, _ = stocked
+    rec = district_record(sql, "demo-district", 2026, 11, now)
+    assert rec.stock_flags[CLINIC] == 1 and rec.stock_flags["baihe-thc"] == 0
+    rows = list(csv.reader(io.StringIO(district_csv(rec).lstrip("\ufeff"))))
+    at = rows.index(["[疫苗库存核对问题数]"])
+    assert rows[at + 1] == ["clinic_id", "卫生院", "库存核对问题"]
+    assert [CLINIC, "清水镇卫生院", "1"] in rows[at + 2 :]
