@@ -88,6 +88,7 @@ class Env:
             "CHAINWATCH_INFLUX_URL": s.influx_url,
             "CHAINWATCH_INFLUX_DB": s.influx_db,
             "CHAINWATCH_COLLECTOR_CLIENT_ID": s.collector_client_id,
+            "CHAINWATCH_ALERTING_CLIENT_ID": s.alerting_client_id,
             "CHAINWATCH_COLLECTOR_BATCH_SECONDS": str(s.collector_batch_seconds),
             "PYTHONUNBUFFERED": "1",
         }
@@ -127,6 +128,9 @@ def env(services: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> I
             "data_dir": tmp_path / "chainwatch",
             "influx_db": "t_" + name.replace("-", "_"),
             "collector_client_id": f"collector-{name}",
+            # its own MQTT session: a session left by an earlier test's alerting service would hand
+            # this test's service that test's queued readings first, newer than this test's own
+            "alerting_client_id": f"alerting-{name}",
         }
     )
     settings.data_dir.mkdir()
