@@ -42,6 +42,7 @@ import alerting.exposure
 from alerting import lifecycle
 from alerting.exposure import latest_exposure
 from alerting.lifecycle import AlertChange
+from alerting.messages import EN, ZH, normalize_lang
 from alerting.rules.types import Rule
 from alerting.store import AlertRow, EventKind
 from core.clinic_time import CLINIC_TZ
@@ -506,25 +507,35 @@ def _held_for(session: Session, alert_id: str, place: tuple[int, str, str]) -> i
     return max(0, held)
 
 
-def shake_test_action(impact: AlertImpact) -> str | None:
-    """The corrective action the shake test makes, once every lot has its result:
-    ``shake_test_done: HB1 passed, DT1 failed – discarded 20 doses`` (None before)."""
+def shake_test_action(impact: AlertImpact, lang: str = EN) -> str | None:
+    """The corrective action the shake test makes, once every lot has its result, its detail in the
+    language of the person closing the alert (as a detail they typed would be):
+    ``shake_test_done: HB1 passed, DT1 failed – discarded 20 doses`` /
+    ``shake_test_done: HB1 通过，DT1 未通过（已销毁 20 剂）`` (None before)."""
     if not impact.shake_done:
         return None
+    zh = normalize_lang(lang) == ZH
     parts = []
     for lot in impact.shake_lots:
+        doses = lot.shake_doses or 0
         if lot.shake_result is ShakeResult.passed:
-            parts.append(f"{lot.lot_number} passed")
+            parts.append(f"{lot.lot_number} 通过" if zh else f"{lot.lot_number} passed")
         else:
-            parts.append(f"{lot.lot_number} failed – discarded {lot.shake_doses or 0} doses")
-    return "shake_test_done: " + ", ".join(parts)
+            parts.append(
+                f"{lot.lot_number} 未通过（已销毁 {doses} 剂）"
+                if zh
+                else f"{lot.lot_number} failed – discarded {doses} doses"
+            )
+    return "shake_test_done: " + ("，" if zh else ", ").join(parts)
 
 
-def close_after_shake_test(session: Session, alert_id: str, by: str, now: float) -> list[AlertChange]:
+def close_after_shake_test(
+    session: Session, alert_id: str, by: str, now: float, lang: str = EN
+) -> list[AlertChange]:
     """Resolve the alert with the shake test's corrective action (``ImpactError`` while a lot has no
     result). An alert resolved already stays as it was resolved."""
     impact = alert_impact(session, alert_id)
-    action = shake_test_action(impact) if impact is not None else None
+    action = shake_test_action(impact, lang) if impact is not None else None
     if action is None:
         raise ImpactError(f"alert {alert_id}: record the shake test of every lot before closing it")
     return lifecycle.resolve(session, alert_id, by=by, corrective_action=action, now=now)

@@ -137,10 +137,18 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "preset_moved_vaccines": ("已将疫苗转移至备用设备", "Moved the vaccines to a backup appliance"),
     "preset_called_technician": ("已联系维修人员", "Called the technician"),
     "preset_power_restored": ("已恢复供电", "Power restored"),
-    "preset_shake_test_done": ("已做摇晃试验（请写明结果）", "Shake test done (give the result)"),
+    "preset_shake_test_done": ("已做振荡试验（请写明结果）", "Shake test done (give the result)"),
     "preset_stock_quarantined": ("已隔离疫苗（请写明批号）", "Stock quarantined (give the lot numbers)"),
     "preset_stock_discarded": ("已报废疫苗（请写明批号）", "Stock discarded (give the lot numbers)"),
     "preset_other": ("其他（请写明）", "Other (say what)"),
+    # a recorded corrective action as the records show it (corrective_action_text)
+    "action_moved_vaccines": ("已将疫苗转移至备用设备", "Moved the vaccines to a backup appliance"),
+    "action_called_technician": ("已联系维修人员", "Called the technician"),
+    "action_power_restored": ("已恢复供电", "Power restored"),
+    "action_shake_test_done": ("已做振荡试验", "Shake test done"),
+    "action_stock_quarantined": ("已隔离疫苗", "Stock quarantined"),
+    "action_stock_discarded": ("已报废疫苗", "Stock discarded"),
+    "action_other": ("其他", "Other"),
     "report_title": ("本月冷链记录（{month}）", "This month's cold-chain record ({month})"),
     "report_pdf": ("下载 PDF", "Download PDF"),
     "report_csv": ("下载 CSV", "Download CSV"),
@@ -524,6 +532,20 @@ def texts(lang: str) -> dict[str, str]:
     """The table in one language (``zh-CN`` or ``en``)."""
     i = 1 if normalize_lang(lang) == EN else 0
     return {key: pair[i] for key, pair in _TEXTS.items()}
+
+
+def corrective_action_text(value: str | None, lang: str) -> str:
+    """A stored corrective action (``preset: detail``, as the API records it) as people read it:
+    "已将疫苗转移至备用设备：疫苗已转移至2号冰箱"; anything else as it is."""
+    if not value:
+        return ""
+    preset, _sep, detail = value.partition(": ")
+    pair = _TEXTS.get(f"action_{preset}")
+    if pair is None:
+        return value
+    if lang == EN:
+        return f"{pair[1]}: {detail}" if detail else pair[1]
+    return f"{pair[0]}：{detail}" if detail else pair[0]
 
 
 def local_time(t: float, lang: str) -> str:

@@ -36,6 +36,7 @@ from core.clinic_time import CLINIC_TZ
 from core.db import ClinicRow, EquipmentRow, PersonRow, TownshipRow
 from core.profiles import profile_settings
 from core.registry_store import profile_overrides
+from web.i18n import corrective_action_text
 
 EXCURSION_RULES = ("heat_warning", "heat_alarm", "cold_warning", "freeze_alarm")
 NOON_S = 12 * 3600  # a check before 12:00 clinic time is the morning check
@@ -486,7 +487,7 @@ def record_csv(rec: MonthlyRecord, lang: str = ZH) -> str:
                     _when(x.acknowledged_at),
                     _person(x.resolved_by, t),
                     _when(x.resolved_at),
-                    x.corrective_action or "",
+                    corrective_action_text(x.corrective_action, lang),
                 ]
             )
     w.writerow([])
@@ -626,7 +627,7 @@ def record_pdf(
                         p(_person(x.acknowledged_by, t)),
                         p(_when(x.acknowledged_at)),
                         p(f"{_person(x.resolved_by, t)} {_when(x.resolved_at)}".strip()),
-                        p(x.corrective_action or ""),
+                        p(corrective_action_text(x.corrective_action, lang)),
                     ]
                 )
             w = [22 * mm, 16 * mm, 21 * mm, 17 * mm, 16 * mm, 21 * mm, 25 * mm]

@@ -36,7 +36,7 @@ from alerting.store import AlertRow, AlertState
 from web.api_alerts import ACT_ROLES, ActUser, AlertId
 from web.app import ClockDep, SessionDep
 from web.auth import CurrentUser, User, audit, can_see_clinic
-from web.i18n import local_time, pick_lang, texts
+from web.i18n import corrective_action_text, local_time, pick_lang, texts
 from web.pages import FormDep, Lang, _back, _field, _people, _render
 
 router = APIRouter(tags=["pages"])
@@ -184,14 +184,14 @@ def shake_test_close(
         session.rollback()
         return _page(request, session, now, user, alert, lang)  # nothing to test: the page says so
     try:
-        changes = im.close_after_shake_test(session, alert.id, user.actor, now)
+        changes = im.close_after_shake_test(session, alert.id, user.actor, now, lang)
     except im.ImpactError:
         session.rollback()
         return _page(request, session, now, user, alert, lang, status=422, error=t["shake_not_all"])
     info = {
         "changed": bool(changes),
         "by": user.actor,
-        "corrective_action": im.shake_test_action(impact),
+        "corrective_action": im.shake_test_action(impact, lang),
         "via": "shake_test",
     }
     audit(session, request, user, now, "alert_resolve", "alert", alert.id, info)
@@ -244,8 +244,8 @@ def _page(
         can_act=user.role in ACT_ROLES,
         done=done,
         can_close=done and is_open,
-        action=im.shake_test_action(impact) if impact is not None else None,
-        closed=None if is_open else (alert.corrective_action or ""),
+        action=corrective_action_text(im.shake_test_action(impact, lang), lang) if impact else None,
+        closed=None if is_open else corrective_action_text(alert.corrective_action, lang),
         error=error,
         action_url=_url(alert.id, None),
         back_url=f"/clinics/{quote(alert.clinic or '', safe='')}"

@@ -169,6 +169,7 @@ def test_a_freeze_seen_acknowledged_closed_and_recorded_in_the_browser(env: Env,
     assert alarm.id in squashed
     assert "王秀英" in squashed
     assert "".join(ACTION_DETAIL.split()) in squashed
+    assert "已将疫苗转移至备用设备" in squashed and "moved_vaccines" not in squashed  # by name, not code
 
 
 def _why_no_alarm(env: Env) -> str:

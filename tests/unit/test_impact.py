@@ -325,6 +325,7 @@ def test_a_passed_shake_test_quarantines_then_releases_a_failed_one_discards(eng
         got = im.alert_impact(s, alert_id)
         assert got is not None and got.shake_done
         assert im.shake_test_action(got) == "shake_test_done: DT1 failed – discarded 5 doses, HB1 passed"
+        assert im.shake_test_action(got, "zh-CN") == "shake_test_done: DT1 未通过（已销毁 5 剂），HB1 通过"
 
 
 def test_a_shake_test_result_is_recorded_once(engine: Engine):

@@ -181,7 +181,8 @@ def test_passed_releases_failed_discards_and_the_alert_closes_with_the_results(f
     assert (r.status_code, r.headers["location"]) == (303, f"/clinics/{CLINIC}")
     alert = staff.get(f"/api/alerts/{alert_id}").json()
     assert alert["state"] == "resolved" and alert["resolved_by"] == NURSE
-    assert alert["corrective_action"] == "shake_test_done: DT1 failed – discarded 10 doses, HB1 passed"
+    # the detail in the nurse's language, as one she typed would be; the page shows the preset's name
+    assert alert["corrective_action"] == "shake_test_done: DT1 未通过（已销毁 10 剂），HB1 通过"
     lots = {x["lot_number"]: x for x in alert["impact"]["lots"]}
     assert (lots["HB1"]["shake_result"], lots["HB1"]["shake_by"], lots["HB1"]["shake_doses"]) == (
         "passed",
@@ -198,7 +199,7 @@ def test_passed_releases_failed_discards_and_the_alert_closes_with_the_results(f
     assert closed.detail["via"] == "shake_test" and closed.detail["corrective_action"].startswith(
         "shake_test_done"
     )
-    assert "警报已关闭：shake_test_done" in text_of(staff.get(url).text)
+    assert "警报已关闭：已做振荡试验：DT1 未通过" in text_of(staff.get(url).text)  # by its name, not its code
 
 
 def test_a_result_is_not_recorded_twice_nor_changed(freeze, staff: TestClient):
@@ -351,4 +352,16 @@ def test_the_freeze_workflow_in_headless_chromium(freeze):
     with Session(world.engine) as s:
         alert = s.get(AlertRow, alert_id)
         assert alert is not None and alert.state == "resolved"
-        assert alert.corrective_action == "shake_test_done: DT1 failed – discarded 10 doses, HB1 passed"
+        assert alert.corrective_action == "shake_test_done: DT1 未通过（已销毁 10 剂），HB1 通过"
+
+
+def test_the_closing_words_are_in_the_page_language_and_the_preset_by_its_name() -> None:
+    from web.i18n import corrective_action_text
+
+    stored = "shake_test_done: DT1 未通过（已销毁 10 剂），HB1 通过"
+    assert corrective_action_text(stored, "zh-CN") == "已做振荡试验：DT1 未通过（已销毁 10 剂），HB1 通过"
+    assert corrective_action_text("moved_vaccines: to fridge 2", "en") == (
+        "Moved the vaccines to a backup appliance: to fridge 2"
+    )
+    assert corrective_action_text("power_restored", "zh-CN") == "已恢复供电"
+    assert corrective_action_text("typed by hand", "zh-CN") == "typed by hand"  # not a preset: as it is
