@@ -518,6 +518,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     ),
     "shake_back": ("返回卫生院页面", "Back to the clinic page"),
     # ---- stock reconciliation
+    "stock_flags_title": ("{month} 账目不符（请核查）", "{month}: books that do not add up (follow up)"),
 }
 
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

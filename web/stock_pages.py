@@ -36,7 +36,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from alerting.compliance import month_bounds
 from alerting.messages import EN, ZH
+from alerting.reconcile import flag_lines, read_many, site_names
 from core.clinic_time import CLINIC_TZ
 from core.db import ClinicRow, TownshipRow
 from core.stock import DOSES_MAX, LOT_MAX, Kind, StockError, VaccineProductRow, WasteReason
@@ -331,6 +333,9 @@ def district_stock_page(
     by_clinic: dict[str, list[Line]] = defaultdict(list)
     for x in lines:
         by_clinic[x.clinic].append(x)
+    now = clock.now()  # this month's books: what does not add up, for the bureau to follow up
+    start, end, _first, _last = month_bounds(today.year, today.month)
+    books = read_many(session, [c.id for c in clinics], start, end, now, site_names(session))
     return _render(
         request,
         "stock_district.html",
@@ -338,7 +343,14 @@ def district_stock_page(
         user,
         title=t["stock_district_title"].format(name=row.name),
         district=row,
-        clinics=[_clinic_summary(c, by_clinic.get(c.id, []), today, t, lang) for c in clinics],
+        clinics=[
+            {
+                **_clinic_summary(c, by_clinic.get(c.id, []), today, t, lang),
+                "flags": flag_lines(books[c.id], lang),
+            }
+            for c in clinics
+        ],
+        month=today.strftime("%Y-%m"),
         totals=_products(lines, lang),
         district_url=_district_url(user, row.id, lang),
         expiry_days=EXPIRY_WARN_DAYS,

@@ -480,3 +480,31 @@ def test_a_delivery_in_transit_is_checked_in_through_the_move_form(
     after = staff_client.get(STOCK).text
     assert 'id="stock-transit"' not in after
     assert "MMR1" in _text(re.search(rf'id="stock-{FRIDGE}">.*?</section>', after, re.S).group(0))
+
+
+def test_the_bureau_sees_this_months_books_that_do_not_add_up(officer_client: TestClient, world: World):
+    """The district store issued 20 doses; 5 days later the clinic has checked in only 10."""
+    from alerting.reconcile import TRANSIT
+    from core.stock import Kind, Movement, lot, record
+
+    now = world.clock.now()
+    issued_at = now - 5 * 86400
+    if datetime.fromtimestamp(issued_at, CLINIC_TZ).month != _today(world).month:
+        issued_at = now - 3.5 * 86400  # still this month, and past the 3 days a delivery may take
+    with Session(world.engine) as s, s.begin():
+        n = lot(s, "hepb", "HB-SHORT", "2027-12-31").id
+        store, keeper, nurse = ("demo-bureau", "demo-bureau-store"), "bureau-keeper", "qingshui-nurse1"
+        issue = {"to_clinic_id": CLINIC, "to_equipment_id": TRANSIT}
+        for m in (
+            Movement(n, Kind.received, *store, 20, issued_at - 3600, keeper, source="华兰生物"),
+            Movement(n, Kind.moved, *store, 20, issued_at, keeper, **issue),  # type: ignore[arg-type]
+            Movement(n, Kind.moved, CLINIC, TRANSIT, 10, issued_at + 3600, nurse, to_equipment_id=FRIDGE),
+        ):
+            record(s, m, now)
+    html = officer_client.get("/district/stock").text
+    section = html[html.index(f'id="clinic-{CLINIC}"') :]
+    section = section[: section.index("</section>")]
+    assert "账目不符" in section and "HB-SHORT" in section and "10" in section
+    other = html[html.index('id="clinic-baihe-thc"') :]
+    assert "账目不符" not in other[: other.index("</section>")]
+    assert "books that do not add up" in officer_client.get("/district/stock?lang=en").text
