@@ -26,7 +26,8 @@ Anything outside the user's scope is 404, as if it did not exist (``web.auth``).
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, cast
 
@@ -49,6 +50,8 @@ from core.registry_store import profile_overrides
 from web.app import ClockDep, InfluxDep, SessionDep
 from web.auth import AdminUser, CsrfUser, CurrentUser, User, audit, can_see_clinic, visible_clinics
 from web.users import Role
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")  # a bare date in a query: its start, or end_of_day
 
 router = APIRouter(prefix="/api", tags=["alerts"])
 
@@ -450,8 +453,8 @@ def temperature(
     equipment = session.get(EquipmentRow, equipment_id)
     if equipment is None or not can_see_clinic(session, user, equipment.clinic_id):
         raise HTTPException(404, f"no equipment {equipment_id!r}")
-    hi = _instant("end", end) if end is not None else clock.now()
-    lo = _instant("start", start) if start is not None else hi - DEFAULT_SPAN_S
+    hi = instant("end", end) if end is not None else clock.now()
+    lo = instant("start", start) if start is not None else hi - DEFAULT_SPAN_S
     if lo >= hi:
         raise HTTPException(422, "start is not before end")
     if hi - lo > MAX_SPAN_S:
@@ -551,9 +554,30 @@ def alert_out(a: AlertRow) -> AlertOut:
     return _alert(a)
 
 
-def instant(name: str, value: str) -> float:
-    """Epoch seconds from a query value: epoch seconds or ISO 8601 (no offset: clinic time); else 422."""
-    return _instant(name, value)
+def instant(name: str, value: str, *, end_of_day: bool = False) -> float:
+    """Epoch seconds from a query value: epoch seconds, a date (YYYY-MM-DD: its start in clinic time, or
+    with ``end_of_day`` the start of the next day) or an ISO 8601 date-time (no offset: clinic time);
+    anything else is a 422 that says what is accepted."""
+    v = value.strip()
+    try:
+        seconds = float(v)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds) or abs(seconds) > 1e11:
+            raise HTTPException(422, f"{name}: {value!r} is not a time")
+        return seconds
+    try:
+        t = datetime.fromisoformat(v)
+        if end_of_day and _DATE.fullmatch(v):
+            t += timedelta(days=1)
+        return (t if t.tzinfo else t.replace(tzinfo=CLINIC_TZ)).astimezone(UTC).timestamp()
+    except (ValueError, OverflowError):
+        if _DATE.fullmatch(v):  # the shape of a date, but no such day (2026-02-30)
+            raise HTTPException(422, f"{name}: {value!r} is not a date") from None
+        raise HTTPException(
+            422, f"{name}: {value!r} is not epoch seconds, a date (YYYY-MM-DD) or an ISO 8601 date-time"
+        ) from None
 
 
 # ---------------------------------------------------------------- helpers
@@ -710,24 +734,6 @@ def _num(v: Any) -> float | None:
         return None
     f = float(v)
     return f if math.isfinite(f) else None
-
-
-def _instant(name: str, value: str) -> float:
-    """Epoch seconds from epoch seconds or an ISO 8601 date or date-time (no offset: clinic time)."""
-    v = value.strip()
-    try:
-        seconds = float(v)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(seconds) or abs(seconds) > 1e11:
-            raise HTTPException(422, f"{name}: {value!r} is not a time")
-        return seconds
-    try:
-        t = datetime.fromisoformat(v)
-        return (t if t.tzinfo else t.replace(tzinfo=CLINIC_TZ)).astimezone(UTC).timestamp()
-    except (ValueError, OverflowError):
-        raise HTTPException(422, f"{name}: {value!r} is not epoch seconds or an ISO 8601 date-time") from None
 
 
 def _lock_alert(session: Session, alert_id: str) -> None:

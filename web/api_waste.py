@@ -21,9 +21,8 @@ clinic; anything outside the user's scope is 404, as if it did not exist.
 
 from __future__ import annotations
 
-import math
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, cast
 
 from fastapi import APIRouter, HTTPException, Query
@@ -39,6 +38,7 @@ from core.clinic_time import CLINIC_TZ
 from core.db import ClinicRow, TownshipRow
 from core.protocol import Category, Stage
 from core.waste_store import STAGES, WasteBagEventRow, WasteBagRow
+from web.api_alerts import instant
 from web.app import ClockDep, SessionDep
 from web.auth import CurrentUser, User, can_see_clinic, visible_clinics
 
@@ -563,26 +563,7 @@ def _day_range(start: str | None, end: str | None, today: date) -> tuple[date, d
 
 
 def _instant(name: str, value: str | None, *, end_of_day: bool) -> float | None:
-    """Epoch seconds from epoch seconds, a local date (its start, or its end with ``end_of_day``) or an
-    ISO 8601 date-time (clinic time when it has no offset)."""
+    """``web.api_alerts.instant``, with nothing given meaning no bound."""
     if value is None or not value.strip():
         return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(seconds):
-            raise HTTPException(422, f"{name}: {value!r} is not a time")
-        return seconds
-    if _DATE.fullmatch(value):
-        d = _parse_day(name, value)
-        return _day_start(d + timedelta(days=1) if end_of_day else d)
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        raise HTTPException(
-            422, f"{name}: {value!r} is not epoch seconds, a date (YYYY-MM-DD) or an ISO 8601 date-time"
-        ) from None
-    return (t if t.tzinfo else t.replace(tzinfo=CLINIC_TZ)).astimezone(UTC).timestamp()
+    return instant(name, value, end_of_day=end_of_day)
