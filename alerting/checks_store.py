@@ -30,7 +30,7 @@ from sqlalchemy import Double, Engine, Index, Integer, String, Text, UniqueConst
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from alerting.rules.checks import Check
-from core.db import Base
+from core.db import Base, create_tables
 
 FUTURE_TOLERANCE_S = 600.0  # a phone's clock may run a little ahead; more is a typing error
 ID_MAX = 64
@@ -79,7 +79,7 @@ CHECK_TABLE_NAMES = ("equipment_check",)
 
 def init_check_tables(engine: Engine) -> None:
     """Create the check table (and nothing else) if it does not exist yet."""
-    Base.metadata.create_all(engine, tables=[Base.metadata.tables[name] for name in CHECK_TABLE_NAMES])
+    create_tables(engine, [Base.metadata.tables[name] for name in CHECK_TABLE_NAMES])
 
 
 class CheckError(ValueError):

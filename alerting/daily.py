@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from alerting.stats import DayStats, daily_stats, needs_attention
 from alerting.store import AlertRow
 from core.clinic_time import CLINIC_UTC_OFFSET_S
-from core.db import Base
+from core.db import Base, create_tables
 from core.influx import InfluxClient
 from core.profiles import profile_settings
 from core.registry_store import equipment_list, profile_overrides
@@ -60,7 +60,7 @@ class EquipmentDayRow(Base):
 
 
 def init_daily_tables(engine: Engine) -> None:
-    Base.metadata.create_all(engine, tables=[EquipmentDayRow.__table__])  # type: ignore[list-item]
+    create_tables(engine, [EquipmentDayRow.__table__])  # type: ignore[arg-type]
 
 
 def local_day_bounds(day: date, utc_offset_s: float = CLINIC_UTC_OFFSET_S) -> tuple[float, float]:

@@ -38,7 +38,7 @@ from sqlalchemy import Double, Engine, ForeignKey, Index, Integer, String, func,
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from alerting.rules.temperature import DS18B20_CODES
-from core.db import Base
+from core.db import Base, create_tables
 from core.influx import InfluxClient
 from core.lineprotocol import quote_literal
 from core.registry_store import equipment_list
@@ -94,7 +94,7 @@ class LotExposureRow(Base):
 
 
 def init_exposure_tables(engine: Engine) -> None:
-    Base.metadata.create_all(engine, tables=[LotExposureRow.__table__])  # type: ignore[list-item]
+    create_tables(engine, [LotExposureRow.__table__])  # type: ignore[arg-type]
 
 
 def latest_exposure(session: Session, lot_ids: Sequence[int]) -> dict[int, LotExposureRow]:

@@ -46,7 +46,7 @@ from alerting.messages import EN, ZH, normalize_lang
 from alerting.rules.types import Rule
 from alerting.store import AlertRow, EventKind
 from core.clinic_time import CLINIC_TZ
-from core.db import Base
+from core.db import Base, create_tables
 from core.stock import (
     Balance,
     Kind,
@@ -192,7 +192,7 @@ def init_impact_tables(engine: Engine) -> None:
 
     init_stock_tables(engine)
     alerting.exposure.init_exposure_tables(engine)
-    Base.metadata.create_all(engine, tables=[AlertImpactRow.__table__])  # type: ignore[list-item]
+    create_tables(engine, [AlertImpactRow.__table__])  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- what the pages and the API read

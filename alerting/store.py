@@ -41,7 +41,7 @@ from typing import Any
 from sqlalchemy import JSON, Double, Engine, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base
+from core.db import Base, create_tables
 
 SYSTEM = "system"  # ``by`` of changes the rules made
 
@@ -164,4 +164,4 @@ ALERT_TABLE_NAMES = ("alert", "alert_event")
 
 def init_alert_tables(engine: Engine) -> None:
     """Create the alert tables (and nothing else) if they do not exist yet."""
-    Base.metadata.create_all(engine, tables=[Base.metadata.tables[name] for name in ALERT_TABLE_NAMES])
+    create_tables(engine, [Base.metadata.tables[name] for name in ALERT_TABLE_NAMES])

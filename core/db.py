@@ -6,6 +6,7 @@ schema on first start (``init_db``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -16,10 +17,12 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     create_engine,
     event,
 )
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -185,8 +188,22 @@ def make_engine(url: str) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
+    create_tables(engine)
     add_missing_columns(engine)
+
+
+def create_tables(engine: Engine, tables: Sequence[Table] | None = None) -> None:
+    """``CREATE TABLE`` for the tables (all of ``Base``'s by default) that do not exist yet. Services
+    starting together on a new database (the collector, the alerting service, the web app) each do this:
+    SQLAlchemy looks before it creates, so the loser of that race gets "already exists" for a table the
+    winner made meanwhile. Looking again settles it."""
+    for attempt in range(5):
+        try:
+            Base.metadata.create_all(engine, tables=list(tables) if tables is not None else None)
+            return
+        except (OperationalError, ProgrammingError) as exc:
+            if "already exists" not in str(exc) or attempt == 4:
+                raise
 
 
 def add_missing_columns(engine: Engine) -> list[str]:

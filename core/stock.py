@@ -62,7 +62,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from core.db import Base
+from core.db import Base, create_tables
 
 CATALOGUE = Path(__file__).with_name("vaccines.yaml")
 ID_MAX = 64
@@ -151,9 +151,9 @@ class StockMovementRow(Base):
 
 
 def init_stock_tables(engine: Engine) -> None:
-    Base.metadata.create_all(
+    create_tables(
         engine,
-        tables=[VaccineProductRow.__table__, VaccineLotRow.__table__, StockMovementRow.__table__],  # type: ignore[list-item]
+        [VaccineProductRow.__table__, VaccineLotRow.__table__, StockMovementRow.__table__],  # type: ignore[list-item]
     )
 
 

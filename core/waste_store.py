@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Boolean, Double, Engine, Index, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from core.db import Base
+from core.db import Base, create_tables
 from core.protocol import Stage, WasteEvent
 
 STAGES = (Stage.generated, Stage.collected, Stage.stored, Stage.handed_over, Stage.received, Stage.disposed)
@@ -142,10 +142,8 @@ class Scan:
 
 
 def init_waste_tables(engine: Engine) -> None:
-    Base.metadata.create_all(
-        engine,
-        tables=[Base.metadata.tables[n] for n in ("waste_bag_event", "waste_bag", "waste_profile_switch")],
-    )
+    names = ("waste_bag_event", "waste_bag", "waste_profile_switch")
+    create_tables(engine, [Base.metadata.tables[n] for n in names])
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +292,7 @@ class WasteProfileSwitchRow(Base):
 
 
 def init_profile_switch_table(engine: Engine) -> None:
-    Base.metadata.create_all(engine, tables=[Base.metadata.tables["waste_profile_switch"]])
+    create_tables(engine, [Base.metadata.tables["waste_profile_switch"]])
 
 
 def switch_profile(engine: Engine, name: str, by: str, at: float, note: str | None = None) -> None:

@@ -33,7 +33,7 @@ from sqlalchemy import JSON, Boolean, Double, Engine, ForeignKey, Index, Integer
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from alerting.messages import ZH, normalize_lang
-from core.db import Base, ClinicRow, DistrictRow, PersonRow, init_db
+from core.db import Base, ClinicRow, DistrictRow, PersonRow, create_tables, init_db
 
 SESSION_TTL_S = 12 * 3600.0
 LOGIN_WINDOW_S = 15 * 60.0
@@ -412,7 +412,7 @@ WEB_TABLE_NAMES = ("web_user", "web_session", "audit_event", "login_failure")
 
 def init_web_tables(engine: Engine) -> None:
     """Create the tables of this module (and nothing else) if they do not exist yet."""
-    Base.metadata.create_all(engine, tables=[Base.metadata.tables[n] for n in WEB_TABLE_NAMES])
+    create_tables(engine, [Base.metadata.tables[n] for n in WEB_TABLE_NAMES])
 
 
 # ---------------------------------------------------------------- chainwatch users

@@ -51,7 +51,7 @@ from typing import Literal
 from sqlalchemy import Double, Engine, Integer, String, Text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from core.db import Base
+from core.db import Base, create_tables
 from core.settings import Settings
 
 KEY_FILE = "ack-link.key"
@@ -81,7 +81,7 @@ class AckLinkRow(Base):
 
 def init_link_tables(engine: Engine) -> None:
     """Create the ``ack_link`` table (and nothing else) if it does not exist yet."""
-    Base.metadata.create_all(engine, tables=[Base.metadata.tables[AckLinkRow.__tablename__]])
+    create_tables(engine, [Base.metadata.tables[AckLinkRow.__tablename__]])
 
 
 @dataclass(frozen=True)

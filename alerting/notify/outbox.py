@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from alerting.notify.base import Message, SendResult, Status
 from core.clock import Clock
-from core.db import Base
+from core.db import Base, create_tables
 
 
 class OutboxRow(Base):
@@ -31,7 +31,7 @@ class OutboxNotifier:
     _ids: itertools.count[int] = field(default_factory=itertools.count, repr=False)
 
     def __post_init__(self) -> None:
-        Base.metadata.create_all(self.engine, tables=[OutboxRow.__table__])  # type: ignore[list-item]
+        create_tables(self.engine, [OutboxRow.__table__])  # type: ignore[arg-type]
 
     def send(self, message: Message) -> SendResult:
         with Session(self.engine) as s, s.begin():

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Double, Engine, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base
+from core.db import Base, create_tables
 
 
 class NoticeStatus(StrEnum):
@@ -132,4 +132,4 @@ NOTIFY_TABLE_NAMES = ("notify_ledger", "sms", "notice", "sms_attempt")
 
 
 def init_notify_tables(engine: Engine) -> None:
-    Base.metadata.create_all(engine, tables=[Base.metadata.tables[n] for n in NOTIFY_TABLE_NAMES])
+    create_tables(engine, [Base.metadata.tables[n] for n in NOTIFY_TABLE_NAMES])
