@@ -6,6 +6,7 @@ schema on first start (``init_db``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -179,9 +180,10 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
             cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+            # first: switching a new file to WAL takes a lock that another service starting may hold
+            cur.execute("PRAGMA busy_timeout=10000")
             cur.execute("PRAGMA journal_mode=WAL")  # the web app reads while the collector writes
             cur.execute("PRAGMA synchronous=FULL")  # a dead letter acknowledged is a dead letter kept
-            cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
 
     return engine
@@ -196,14 +198,17 @@ def create_tables(engine: Engine, tables: Sequence[Table] | None = None) -> None
     """``CREATE TABLE`` for the tables (all of ``Base``'s by default) that do not exist yet. Services
     starting together on a new database (the collector, the alerting service, the web app) each do this:
     SQLAlchemy looks before it creates, so the loser of that race gets "already exists" for a table the
-    winner made meanwhile. Looking again settles it."""
-    for attempt in range(5):
+    winner made meanwhile, and on SQLite a reader that wants to write while another writes is refused
+    at once ("database is locked": waiting could deadlock). Looking again a moment later settles both."""
+    for attempt in range(10):
         try:
             Base.metadata.create_all(engine, tables=list(tables) if tables is not None else None)
             return
         except (OperationalError, ProgrammingError) as exc:
-            if "already exists" not in str(exc) or attempt == 4:
+            text = str(exc)
+            if ("already exists" not in text and "database is locked" not in text) or attempt == 9:
                 raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def add_missing_columns(engine: Engine) -> list[str]:
