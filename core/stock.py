@@ -58,6 +58,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    or_,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -361,10 +362,26 @@ def movement_of(row: StockMovementRow) -> Movement:
     )
 
 
-def movements(session: Session, lot_ids: Sequence[int] | None = None) -> list[Movement]:
-    q = select(StockMovementRow).order_by(StockMovementRow.at, StockMovementRow.id)
+def movements(
+    session: Session,
+    lot_ids: Sequence[int] | None = None,
+    *,
+    clinic_ids: Sequence[str] | None = None,
+    equipment_id: str | None = None,
+) -> list[Movement]:
+    """Movements in time order: all, those of ``lot_ids``, or every movement of the lots that ever
+    touched ``clinic_ids`` or ``equipment_id`` (a lot's books are replayed whole, so a place's stock
+    needs all of its lots' movements, and none of the other lots')."""
+    m = StockMovementRow
+    q = select(m).order_by(m.at, m.id)
     if lot_ids is not None:
-        q = q.where(StockMovementRow.lot_id.in_(list(lot_ids)))
+        q = q.where(m.lot_id.in_(list(lot_ids)))
+    if clinic_ids is not None:
+        ids = list(clinic_ids)
+        q = q.where(m.lot_id.in_(select(m.lot_id).where(or_(m.clinic_id.in_(ids), m.to_clinic_id.in_(ids)))))
+    if equipment_id is not None:
+        there = or_(m.equipment_id == equipment_id, m.to_equipment_id == equipment_id)
+        q = q.where(m.lot_id.in_(select(m.lot_id).where(there)))
     return [movement_of(r) for r in session.scalars(q)]
 
 
@@ -407,7 +424,7 @@ def stock(
     session: Session, clinic_ids: Sequence[str] | None = None, until: float = math.inf
 ) -> dict[Place, Balance]:
     """The stock now (or at ``until``), per (lot, clinic, equipment); only places holding doses."""
-    out = replay(movements(session), until)
+    out = replay(movements(session, clinic_ids=clinic_ids), until)
     if clinic_ids is None:
         return out
     wanted = set(clinic_ids)
@@ -416,7 +433,8 @@ def stock(
 
 def lots_in(session: Session, equipment_id: str, at: float) -> dict[int, Balance]:
     """lot id -> its doses in ``equipment_id`` at ``at`` (what an excursion there put at risk)."""
-    return {p[0]: b for p, b in stock(session, until=at).items() if p[2] == equipment_id}
+    held = replay(movements(session, equipment_id=equipment_id), at)
+    return {p[0]: b for p, b in held.items() if p[2] == equipment_id}
 
 
 # ---------------------------------------------------------------- helpers

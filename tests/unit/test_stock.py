@@ -139,3 +139,20 @@ def test_where_a_lot_was_across_moves():
     assert intervals(moves, n) == [(CLINIC, F1, T0, T0 + 2 * H), (CLINIC, F2, T0 + H, T0 + 5 * H)]
     assert intervals(moves[:2], n) == [(CLINIC, F1, T0, math.inf), (CLINIC, F2, T0 + H, math.inf)]
     assert replay(moves) == {}
+
+
+def test_a_clinics_stock_reads_only_the_lots_that_touched_it_but_all_of_their_books(session: Session):
+    """A lot issued from the district store to the clinic counts there; another clinic's lot is not read."""
+    issued = lot(session, "hepb", "HB-ISSUED", "2027-06-30").id
+    elsewhere = lot(session, "hepb", "HB-BAIHE", "2027-06-30").id
+    store = ("demo-bureau", "demo-bureau-store")
+    for m in (
+        Movement(issued, Kind.received, *store, 30, T0, "keeper"),
+        Movement(issued, Kind.moved, *store, 20, T0 + H, "keeper", to_clinic_id=CLINIC, to_equipment_id=F1),
+        Movement(elsewhere, Kind.received, "baihe-thc", "baihe-fridge1", 50, T0, "baihe-nurse1"),
+    ):
+        record(session, m, T0 + 2 * H)
+    assert stock(session, [CLINIC]) == {(issued, CLINIC, F1): Balance(20, 0)}
+    assert lots_in(session, F1, T0 + 2 * H) == {issued: Balance(20, 0)}
+    assert lots_in(session, F1, T0 + 0.5 * H) == {}  # not there yet
+    assert stock(session)[(elsewhere, "baihe-thc", "baihe-fridge1")] == Balance(50, 0)
