@@ -83,3 +83,25 @@ def test_ten_hours_above_in_a_day_is_a_heat_alarm_that_breaks_the_silence(tmp_pa
     # the ninth run's warning at 710, silenced at 715; the alarm at 728 sounds through the silence
     assert [m for m in range(700, 735) if m in buzzer] == [*range(710, 715), *range(728, 735)]
     assert done["firing"] == ["p1:heat_alarm", "p1:heat_warning"]
+
+
+def test_ten_hours_above_without_a_break_is_a_heat_alarm(tmp_path: Path) -> None:
+    """DESIGN §5: above +8 °C for 10 h continuous. The warning sounds from 30 min; the alarm joins it at
+    exactly 600 min, not a minute before."""
+    runs = {}
+    for minutes in (599, 602):
+        (tmp_path / str(minutes)).mkdir()
+        runs[minutes] = mpy.run(
+            "alarm",
+            tmp_path / str(minutes),
+            start=START,
+            minutes=minutes,
+            p1=[[0, 9.0]],
+            presses=[100.2],
+            alerts=[],
+        ).one("done")
+    assert runs[599]["firing"] == ["p1:heat_warning"]
+    assert runs[602]["firing"] == ["p1:heat_alarm", "p1:heat_warning"]
+    buzzer, led = sounding(runs[602]["outputs"])
+    assert spans(buzzer) == [(30, 99), (130, 601)]  # the press at 100 silences it for 30 min
+    assert spans(led) == [(30, 601)]
