@@ -68,6 +68,7 @@ from core.registry_store import (
     ensure_registry,
     equipment_list,
     profile_overrides,
+    registry_fingerprint,
     waste_registry,
     waste_scanners,
 )
@@ -168,6 +169,8 @@ class AlertingService:
         self.stats = Stats()
         self.connected = threading.Event()
         self.stopping = threading.Event()
+        self.registry_version = registry_fingerprint(self.sql)  # what this service's state was built from
+        self.registry_changed = threading.Event()
         self.client = self._make_client()
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.stats_path = settings.data_dir / "alerting.json"
@@ -413,6 +416,8 @@ class AlertingService:
         connect_persistent(self.client, s, 1000)
         self.scheduler.add_job(self.tick, "interval", seconds=s.alerting_tick_s, id="tick", max_instances=1)
         self.scheduler.add_job(self._write_stats, "interval", seconds=1, id="stats", max_instances=1)
+        every = s.alerting_registry_check_s
+        self.scheduler.add_job(self._watch_registry, "interval", seconds=every, id="registry")
         recovered = self.dispatcher.recover(self.clock.now())
         if recovered:
             log.warning(
@@ -424,6 +429,18 @@ class AlertingService:
             self.daily, "cron", hour=0, minute=10, timezone=local, id="daily", max_instances=1
         )
         self.scheduler.start()
+
+    def _watch_registry(self) -> None:
+        """Sets ``registry_changed`` when the registry in SQL is no longer the one this service was built
+        from: ``run_alerting`` then builds the service again, as a restart would."""
+        try:
+            changed = registry_fingerprint(self.sql) != self.registry_version
+        except Exception:  # a load in progress, a database away: look again next time
+            log.exception("could not read the registry to see whether it changed")
+            return
+        if changed and not self.registry_changed.is_set():
+            log.info("the registry changed: loading it again (rules, thresholds, checks, waste, rota, names)")
+            self.registry_changed.set()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -443,11 +460,14 @@ def run_alerting(settings: Settings, stop: threading.Event | None = None) -> int
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    service = AlertingService(settings)
-    service.start()
-    if not service.connected.wait(15):
-        log.warning("not subscribed at the MQTT broker %s yet; still trying", settings.mqtt_url)
-    stop.wait()
-    log.info("stopping")
-    service.stop()
-    return 0
+    while True:
+        service = AlertingService(settings)
+        service.start()
+        if not service.connected.wait(15):
+            log.warning("not subscribed at the MQTT broker %s yet; still trying", settings.mqtt_url)
+        while not stop.wait(0.5) and not service.registry_changed.is_set():
+            pass
+        log.info("stopping" if stop.is_set() else "restarting with the new registry")
+        service.stop()  # its MQTT session stays at the broker: what arrives meanwhile waits there
+        if stop.is_set():
+            return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,19 @@ _TABLES = (
     TownshipRow,
     DistrictRow,
 )
+
+
+def registry_fingerprint(engine: Engine) -> str:
+    """A digest of everything the registry holds (every row of its tables, in key order): it changes
+    when a load changes anything, and not when the same registry is loaded again. The alerting service
+    compares it to know when to load the registry again."""
+    digest = hashlib.sha256()
+    with Session(engine) as s:
+        for table in _TABLES:
+            t = table.__table__
+            for row in s.execute(select(t).order_by(*t.primary_key.columns)):
+                digest.update(repr((t.name, tuple(row))).encode())
+    return digest.hexdigest()
 
 
 def store_registry(engine: Engine, reg: RegistryFile) -> None:

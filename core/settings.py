@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     alerting_client_id: str = "chainwatch-alerting"  # its own persistent session, apart from the collector's
     alerting_tick_s: float = 60.0  # time-driven rules (device offline) run this often
     alerting_checks: bool = True  # the twice-daily check reminders (a person confirms each fridge)
+    alerting_registry_check_s: float = 30.0  # a changed registry (web admin, registry load) is read this soon
 
     # notifications (alerting/notify): channels in failover order, e.g. "aliyun,tencent"; "outbox" (the
     # demo's default) stores messages for the web pages and sends nothing. Secrets are SecretStr: never

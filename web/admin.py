@@ -19,8 +19,8 @@ change goes to the audit log (never a password), and a refused change shows the 
 (422). Anonymous: a redirect to ``/login``; clinic staff and district officers: 403.
 
 Which services see a reloaded registry: this app reads it from SQL on every request; the collector
-reads its device lookup again every 30 s; the alerting service reads it once at start (rules,
-thresholds, twice-daily checks, waste schedules, SMS rota and escalation), so it must be restarted.
+reads its device lookup again every 30 s; the alerting service notices the change within
+``CHAINWATCH_ALERTING_REGISTRY_CHECK_S`` (30 s) and builds itself again from it (``run_alerting``).
 """
 
 from __future__ import annotations

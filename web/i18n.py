@@ -302,13 +302,12 @@ _TEXTS: dict[str, tuple[str, str]] = {
     ),
     "admin_services_note": (
         "加载后：网页立即使用新的登记信息；数据采集服务（collector）30 秒内自动更新设备列表；"
-        "警报服务（alerting）只在启动时读取登记信息（规则、阈值、每日两次检查、医废收运时间、短信值班表和升级设置），"
-        "必须重启才能生效：重启 chainwatch alerting；"
-        "用 chainwatch run 时，结束 alerting 进程即可，它会自动重新启动。",
+        "警报服务（alerting）30 秒内发现变化并按新的登记信息重新构建"
+        "（规则、阈值、每日两次检查、医废收运时间、短信值班表和升级设置），期间收到的数据不会丢失。",
         "After a load: the web pages use the new registry at once; the collector picks up the devices within "
-        "30 s; the alerting service reads the registry only when it starts (rules, thresholds, twice-daily "
-        "checks, waste pickups, SMS rota and escalation), so restart it (the chainwatch alerting process; "
-        "under chainwatch run, stop that process and it is started again).",
+        "30 s; the alerting service sees the change within 30 s and builds itself again from it (rules, "
+        "thresholds, twice-daily checks, waste pickups, SMS rota and escalation); nothing that arrives "
+        "meanwhile is lost.",
     ),
     "admin_reload_title": ("从文件重新加载", "Reload from the file"),
     "admin_reload_button": ("重新加载", "Reload"),

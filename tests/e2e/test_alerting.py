@@ -229,3 +229,44 @@ def test_restart_mid_excursion_keeps_one_alert_and_resolves_what_cleared_meanwhi
     assert all(a.state == "resolved" and a.resolution == "auto" for a in heat if a.severity == "warning")
     (power,) = [a for a in alerts(env) if a.family == "power"]
     assert power.state == "resolved"
+
+
+def test_a_changed_registry_is_read_again_without_a_restart(env: Env, tmp_path: Path) -> None:
+    """An admin renames a clinic (web admin or `chainwatch registry load`): within the check interval
+    the running service builds itself again from the new registry, and the next alert carries the new
+    name. Nothing published while it does so is lost: its MQTT session waits at the broker."""
+    import yaml
+
+    from core.registry_model import DEMO_REGISTRY
+
+    service = AlertingProcess(env, extra={"CHAINWATCH_ALERTING_REGISTRY_CHECK_S": "1"})
+    service.start()
+    reg = yaml.safe_load(DEMO_REGISTRY.read_text(encoding="utf-8"))
+    clinic = reg["district"]["townships"][0]["clinics"][0]
+    assert clinic["id"] == "qingshui-thc"
+    clinic["name"] = "清水镇中心卫生院"
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(yaml.safe_dump(reg, allow_unicode=True), encoding="utf-8")
+    loaded = env.chainwatch("registry", "load", str(renamed))
+    assert loaded.returncode == 0, loaded.stderr
+    wait_until(
+        lambda: "restarting with the new registry" in service.log.read_text(errors="replace"),
+        30,
+        "the service to see the new registry",
+    )
+    # a DS18B20 power-on value: a probe fault at once, on the renamed clinic's first fridge
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"registry-test-{env.settings.influx_db}")
+    client.connect(env.settings.mqtt_host, env.settings.mqtt_port)
+    client.loop_start()
+    now = datetime.now(UTC).timestamp()
+    payload = json.dumps([{"bn": "urn:dev:qingshui-gw1:", "bt": now, "n": "p1", "u": "Cel", "v": 85.0}])
+    client.publish("cw/v1/qingshui-thc/qingshui-gw1/telemetry", payload, qos=1).wait_for_publish(10)
+    client.loop_stop()
+    client.disconnect()
+
+    def fault_alert() -> Any:
+        return next((a for a in alerts(env) if a.rule == "probe_fault" and a.clinic == "qingshui-thc"), None)
+
+    alert = wait_until(fault_alert, 60, "the probe fault alert of 清水镇中心卫生院")
+    assert "清水镇中心卫生院" in alert.message
+    service.stop()  # and it still stops cleanly (exit 0) after building itself again

@@ -170,3 +170,18 @@ def test_waste_sites_schedules_and_profiles_are_stored(tmp_path) -> None:
     raw["waste_profiles"] = {"strict": {"storage_hours": 3}}
     with pytest.raises(ValueError, match="unknown setting"):
         RegistryFile.model_validate(raw)
+
+
+def test_the_fingerprint_changes_with_the_registry_and_only_then(tmp_path: Path) -> None:
+    """What tells the alerting service to read the registry again (after the web admin's reload)."""
+    from core.registry_store import registry_fingerprint, store_registry
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'fp.sqlite'}")
+    load_registry(engine, DEMO_REGISTRY)
+    before = registry_fingerprint(engine)
+    load_registry(engine, DEMO_REGISTRY)  # the same file again: nothing to do
+    assert registry_fingerprint(engine) == before
+    doc = yaml.safe_load(DEMO_REGISTRY.read_text(encoding="utf-8"))
+    doc["district"]["townships"][0]["clinics"][0]["people"][0]["phone"] = "+86 139 0000 0001"
+    store_registry(engine, RegistryFile.model_validate(doc))  # one nurse's new phone number
+    assert registry_fingerprint(engine) != before

@@ -331,7 +331,7 @@ def smaller_registry() -> str:
     return yaml.safe_dump(raw, allow_unicode=True, sort_keys=False)
 
 
-def test_the_registry_page_shows_what_is_loaded_and_what_to_restart(admin: TestClient):
+def test_the_registry_page_shows_what_is_loaded_and_when_the_services_see_a_new_one(admin: TestClient):
     html = admin.get("/admin/registry").text
     loaded = re.search(r'<section class="card" id="loaded">.*?</section>', html, re.S)
     assert loaded
@@ -346,8 +346,8 @@ def test_the_registry_page_shows_what_is_loaded_and_what_to_restart(admin: TestC
     ):
         assert words in " ".join(text.split()), words
     assert "随系统提供的示范区" in html
-    assert "警报服务（alerting）只在启动时读取登记信息" in html and "必须重启" in html
-    assert "restart it" in admin.get("/admin/registry?lang=en").text
+    assert "警报服务（alerting）30 秒内发现变化并按新的登记信息重新构建" in html and "必须重启" not in html
+    assert "builds itself again from it" in admin.get("/admin/registry?lang=en").text
 
 
 def test_upload_a_valid_registry(admin: TestClient, world: World):
