@@ -452,6 +452,7 @@ class AlertingService:
         self._write_stats()
         self.influx.close()
         self.sql.dispose()
+        gc.unfreeze()  # this service's objects may go: run_alerting may build another in this process
 
 
 def run_alerting(settings: Settings, stop: threading.Event | None = None) -> int:
