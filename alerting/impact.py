@@ -44,7 +44,7 @@ from alerting.exposure import latest_exposure
 from alerting.lifecycle import AlertChange
 from alerting.messages import EN, ZH, normalize_lang
 from alerting.rules.types import Rule
-from alerting.store import AlertRow, EventKind
+from alerting.store import AlertRow, AlertState, EventKind
 from core.clinic_time import CLINIC_TZ
 from core.db import Base, create_tables
 from core.stock import (
@@ -425,6 +425,27 @@ def refresh_impacts(
                     store_impact(s, alert, now)
         except Exception:
             log.exception("exposure of the lots of alert %s could not be refreshed", alert_id)
+
+
+def refresh_open_impacts(engine: Engine, influx: Any, now: float) -> int:
+    """The daily job, once the lots' exposure is brought up to date (``alerting.exposure.run_daily``):
+    the impact of every heat or freeze alarm still open is computed again with it, so a lot whose heat
+    budget ran out while the alarm stayed open says "discard", not the "use first" of the day the alarm
+    fired. Returns how many alarms."""
+    with Session(engine) as s:
+        ids = list(
+            s.scalars(
+                select(AlertRow.id).where(
+                    AlertRow.rule.in_(sorted(IMPACT_RULES)), AlertRow.state != AlertState.resolved.value
+                )
+            )
+        )
+    refresh_impacts(engine, influx, ids, now, update=_already_updated)
+    return len(ids)
+
+
+def _already_updated(*_args: Any, **_kwargs: Any) -> None:
+    """``run_daily`` has just brought every lot in stock up to date."""
 
 
 # ---------------------------------------------------------------- the shake test

@@ -390,8 +390,13 @@ class AlertingService:
     def daily(self) -> None:
         """Yesterday's statistics per equipment (clinic local time), for reports and needs-attention."""
         from alerting.exposure import run_daily  # issue 9: every lot in stock; logs its own failure
+        from alerting.impact import refresh_open_impacts
 
         run_daily(self.sql, self.influx, self.clock.now())
+        try:  # open heat and freeze alarms: their recommendations with today's exposure
+            refresh_open_impacts(self.sql, self.influx, self.clock.now())
+        except Exception:
+            log.exception("the impact of the open heat and freeze alarms could not be refreshed")
         local = timezone(timedelta(seconds=CLINIC_UTC_OFFSET_S))
         day = (datetime.fromtimestamp(self.clock.now(), local) - timedelta(days=1)).date()
         try:

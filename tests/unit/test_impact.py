@@ -359,3 +359,21 @@ def test_the_alert_closes_with_the_shake_test_as_its_corrective_action(engine: E
         assert alert is not None
         assert alert.corrective_action == "shake_test_done: DT1 passed, HB1 passed"
         assert alert.resolved_by == "qingshui-nurse1"
+
+
+def test_the_daily_job_brings_an_open_alarms_recommendations_up_to_date(engine: Engine):
+    """A heat alarm left open for days: its lots' budget runs out meanwhile, and the alarm says so."""
+    stocked(engine)
+    (change,) = AlertingService.handle(service(engine, T0 + H), [heat(T0)])  # type: ignore[arg-type]
+    with Session(engine) as s:
+        before = {x.lot_number: x.recommendation for x in im.alert_impact(s, change.alert_id).lots}  # type: ignore[union-attr]
+        assert before["HB1"] is not Recommendation.discard
+        lots = sorted({x.lot_id for x in s.scalars(select(im.AlertImpactRow))})
+    with Session(engine) as s, s.begin():  # the daily exposure: every lot past its budget now
+        for lot_id in lots:
+            s.add(LotExposureRow(lot_id=lot_id, computed_at=T0 + 3 * 86400, covered_until=T0 + 3 * 86400,
+                                 heat_budget_used=1.05, freeze_minutes=None, trigger="daily"))  # fmt: skip
+    assert im.refresh_open_impacts(engine, None, T0 + 3 * 86400) == 1
+    with Session(engine) as s:
+        got = im.alert_impact(s, change.alert_id)
+    assert got is not None and {x.recommendation for x in got.lots} == {Recommendation.discard}
