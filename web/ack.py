@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
@@ -26,7 +26,8 @@ from alerting.notify.links import AckLink, LinkError, mark_used, verify_link
 from alerting.rules.types import COLD_CHAIN_RULES, Rule
 from alerting.store import SYSTEM, AlertRow, AlertState
 from core.db import ClinicRow, EquipmentRow, PersonRow
-from web.app import TEMPLATES, ClockDep, LinkKeyDep, SessionDep, read_form
+from web.api_alerts import lock_alert
+from web.app import TEMPLATES, ClockDep, LinkKeyDep, SessionDep, form_field, read_form
 from web.i18n import local_time, pick_lang, texts
 
 router = APIRouter()
@@ -96,8 +97,8 @@ def ack_submit(
     clock: ClockDep,
     key: LinkKeyDep,
 ) -> HTMLResponse:
-    requested = _field(form, "lang") or request.query_params.get("lang")
-    note = _field(form, "note").strip() or None
+    requested = form_field(form, "lang") or request.query_params.get("lang")
+    note = form_field(form, "note").strip() or None
     now = clock.now()
     with session.begin():
         try:
@@ -109,7 +110,7 @@ def ack_submit(
         if note is not None and len(note) > NOTE_MAX:
             t = texts(lang)
             return _message(request, lang, 400, t["bad_form_title"], [t["bad_form"].format(n=NOTE_MAX)])
-        _lock_alert(session, link.alert_id)
+        lock_alert(session, link.alert_id)
         try:
             changes = lifecycle.acknowledge(session, link.alert_id, by=link.person_id, note=note, now=now)
         except lifecycle.AlertNotFound:
@@ -206,11 +207,6 @@ def _render(request: Request, template: str, lang: str, status: int, **ctx: Any)
 # ---------------------------------------------------------------- lookups
 
 
-def _field(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value if isinstance(value, str) else ""
-
-
 def _lang(requested: str | None, person: PersonRow | None) -> str:
     return pick_lang(requested, person.language if person else None)
 
@@ -236,13 +232,3 @@ def _clinic_head(session: Session, clinic_id: str) -> dict[str, str] | None:
     if head is None:
         return None
     return {"name": head.name, "phone": head.phone, "tel": re.sub(r"[^0-9+]", "", head.phone)}
-
-
-def _lock_alert(session: Session, alert_id: str) -> None:
-    """Hold the alert until commit, so that two people acknowledging at once are one acknowledgement
-    and one "already acknowledged by ...": a write transaction on SQLite (reads so far took none), the
-    row lock elsewhere."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("BEGIN IMMEDIATE"))
-    else:
-        session.get(AlertRow, alert_id, with_for_update=True, populate_existing=True)

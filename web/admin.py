@@ -56,7 +56,7 @@ from core.registry_model import DEMO_REGISTRY, RegistryFile, load_registry_file,
 from core.registry_store import store_registry
 from web import users
 from web.api_alerts import PAYLOAD_SHOWN
-from web.app import ClockDep, SessionDep, SettingsDep, read_form
+from web.app import ClockDep, SessionDep, SettingsDep, form_field, form_lang, read_form
 from web.auth import SESSION_COOKIE, AdminUser, CsrfUser, User, audit
 from web.i18n import LANGS, local_time, pick_lang, texts
 from web.pages import Lang, _render
@@ -100,15 +100,6 @@ UserForm = Annotated[FormData, Depends(_user_form)]
 RegistryForm = Annotated[FormData, Depends(_registry_form)]
 Done = Annotated[str | None, Query(max_length=32, description="what the last form did")]
 Name = Annotated[str | None, Query(max_length=64, description="whom the last form changed")]
-
-
-def _field(form: FormData, name: str, limit: int) -> str:
-    value = form.get(name)
-    return value[:limit] if isinstance(value, str) else ""
-
-
-def _form_lang(form: FormData, user: User) -> str:
-    return pick_lang(_field(form, "lang", 16) or None, user.language)
 
 
 def _done(path: str, done: str, lang: str, name: str | None = None) -> RedirectResponse:
@@ -200,10 +191,12 @@ def add_user_form(
     request: Request, session: SessionDep, clock: ClockDep, user: AdminFormUser, form: UserForm
 ) -> Response:
     """The add-a-user form: username, role, scope, person, language and the first password."""
-    lang = _form_lang(form, user)
-    fields = {k: _field(form, k, 100).strip() for k in ("username", "role", "scope", "person", "language")}
+    lang = form_lang(form, user.language)
+    fields = {
+        k: form_field(form, k, 100).strip() for k in ("username", "role", "scope", "person", "language")
+    }
     username = fields["username"].lower()
-    password = _field(form, "password", users.PASSWORD_MAX + 1)
+    password = form_field(form, "password", users.PASSWORD_MAX + 1)
     now = clock.now()
     try:
         row = users.add_user(
@@ -230,9 +223,9 @@ def role_form(
     request: Request, session: SessionDep, clock: ClockDep, user: AdminFormUser, form: UserForm
 ) -> Response:
     """Another role and/or scope for a user; not the admin's own role."""
-    lang = _form_lang(form, user)
-    username = _field(form, "username", 64)
-    role, scope = _field(form, "role", 32), _field(form, "scope", 64).strip() or None
+    lang = form_lang(form, user.language)
+    username = form_field(form, "username", 64)
+    role, scope = form_field(form, "role", 32), form_field(form, "scope", 64).strip() or None
     try:
         before = users.get_user(session, username)
         old = {"role": before.role, "scope": before.scope}
@@ -253,9 +246,9 @@ def password_form(
     request: Request, session: SessionDep, clock: ClockDep, user: AdminFormUser, form: UserForm
 ) -> Response:
     """A new password for a user; their sessions end (not the admin's own, for their own password)."""
-    lang = _form_lang(form, user)
-    username = _field(form, "username", 64)
-    password = _field(form, "password", users.PASSWORD_MAX + 1)
+    lang = form_lang(form, user.language)
+    username = form_field(form, "username", 64)
+    password = form_field(form, "password", users.PASSWORD_MAX + 1)
     keep = request.cookies.get(SESSION_COOKIE) if username == user.username else None
     try:
         users.set_password(session, username, password, keep_token=keep)
@@ -274,9 +267,9 @@ def active_form(
     request: Request, session: SessionDep, clock: ClockDep, user: AdminFormUser, form: UserForm
 ) -> Response:
     """Disable (``active=0``: no login, sessions end) or enable (``active=1``) a login; not one's own."""
-    lang = _form_lang(form, user)
-    username = _field(form, "username", 64)
-    value = _field(form, "active", 8)
+    lang = form_lang(form, user.language)
+    username = form_field(form, "username", 64)
+    value = form_field(form, "active", 8)
     try:
         if value not in ("0", "1"):
             raise UserError(f"active is 0 (disable) or 1 (enable), not {value!r}")
@@ -400,7 +393,7 @@ def reload_form(
     form: RegistryForm,
 ) -> Response:
     """Load the configured registry file again (it replaces the registry)."""
-    lang = _form_lang(form, user)
+    lang = form_lang(form, user.language)
     path = _registry_file(settings)
     try:
         reg = load_registry_file(path)
@@ -422,9 +415,9 @@ def upload_form(
     form: RegistryForm,
 ) -> Response:
     """Load a registry YAML pasted into the form (it replaces the registry); nothing changes if invalid."""
-    lang = _form_lang(form, user)
+    lang = form_lang(form, user.language)
     t = texts(lang)
-    text = _field(form, "yaml", REGISTRY_TEXT_MAX + 1)
+    text = form_field(form, "yaml", REGISTRY_TEXT_MAX + 1)
     problems: list[str] = []
     reg = None
     if not text.strip():

@@ -307,7 +307,7 @@ def acknowledge(
     """Acknowledge a firing alert (nothing changes for one already acknowledged or resolved)."""
     now = clock.now()
     note = body.note if body else None
-    _lock_alert(session, alert_id)
+    lock_alert(session, alert_id)
     alert = _alert_or_404(session, user, alert_id)
     changes = lifecycle.acknowledge(session, alert.id, by=user.actor, note=note, now=now)
     detail = {"changed": bool(changes), "by": user.actor, "note": (note or "").strip() or None}
@@ -336,7 +336,7 @@ def resolve(
     action = None
     if body.corrective_action is not None:
         action = body.corrective_action.value + (f": {detail_text}" if detail_text else "")
-    _lock_alert(session, alert_id)
+    lock_alert(session, alert_id)
     alert = _alert_or_404(session, user, alert_id)
     try:
         changes = lifecycle.resolve(session, alert.id, by=user.actor, corrective_action=action, now=now)
@@ -736,9 +736,10 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _lock_alert(session: Session, alert_id: str) -> None:
-    """Hold the alert until commit (as ``web.ack`` does): on SQLite a write transaction, begun before
-    anything is read; elsewhere the row lock."""
+def lock_alert(session: Session, alert_id: str) -> None:
+    """Hold the alert until commit, so that two people acting on it at once are one change and one
+    "already done by ...": on SQLite a write transaction, begun before anything is read (reads so far
+    took none); elsewhere the row lock. The API, the SMS link page and the shake test all take it."""
     if session.get_bind().dialect.name == "sqlite":
         session.execute(text("BEGIN IMMEDIATE"))
     else:

@@ -48,6 +48,7 @@ from core.clock import Clock, SystemClock
 from core.db import init_db, make_engine
 from core.influx import InfluxClient
 from core.settings import Settings, proxy_networks
+from web.i18n import pick_lang
 
 TEMPLATES = Jinja2Templates(
     env=Environment(
@@ -100,6 +101,20 @@ SessionDep = Annotated[Session, Depends(_session)]
 InfluxDep = Annotated[InfluxClient, Depends(_influx)]
 
 INFLUX_TIMEOUT_S = 5.0  # a page waits at most this long for InfluxDB before answering without it
+
+
+def form_field(form: FormData, name: str, limit: int | None = None) -> str:
+    """A text field of a posted form ("" when absent or a file), cut at ``limit`` characters when given
+    (a page that reports a too-long value itself passes none)."""
+    value = form.get(name)
+    if not isinstance(value, str):
+        return ""
+    return value if limit is None else value[:limit]
+
+
+def form_lang(form: FormData, preferred: str | None) -> str:
+    """The language a form was posted from (its ``lang`` field), else the person's, else zh-CN."""
+    return pick_lang(form_field(form, "lang", 16) or None, preferred)
 
 
 async def read_form(request: Request, max_bytes: int, max_fields: int) -> FormData:

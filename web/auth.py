@@ -42,7 +42,7 @@ from alerting.messages import EN, ZH
 from core.db import ClinicRow, TownshipRow
 from core.settings import Network
 from web import users
-from web.app import TEMPLATES, ClockDep, LinkKeyDep, SessionDep, SettingsDep, read_form
+from web.app import TEMPLATES, ClockDep, LinkKeyDep, SessionDep, SettingsDep, form_field, read_form
 from web.i18n import pick_lang, texts
 from web.users import Role, UserRow
 
@@ -300,11 +300,6 @@ async def _read_form(request: Request) -> FormData:
     return await read_form(request, FORM_MAX_BYTES, 16)
 
 
-def _field(form: FormData, name: str, limit: int = 300) -> str:
-    value = form.get(name)
-    return value[:limit] if isinstance(value, str) else ""
-
-
 @router.get("/", response_class=RedirectResponse)
 def home() -> RedirectResponse:
     return RedirectResponse(LOGIN_PATH, status_code=303)
@@ -334,13 +329,13 @@ async def login_submit(
     request: Request, session: SessionDep, clock: ClockDep, key: LinkKeyDep, settings: SettingsDep
 ) -> Response:
     form = await _read_form(request)
-    lang = pick_lang(_field(form, "lang") or request.query_params.get("lang"))
+    lang = pick_lang(form_field(form, "lang", 300) or request.query_params.get("lang"))
     t = texts(lang)
-    next_url = _safe_next(_field(form, "next", NEXT_MAX + 1))
-    username = _field(form, "username", 100).strip().lower()
-    password = _field(form, "password", users.PASSWORD_MAX + 1)
+    next_url = _safe_next(form_field(form, "next", NEXT_MAX + 1))
+    username = form_field(form, "username", 100).strip().lower()
+    password = form_field(form, "password", users.PASSWORD_MAX + 1)
     nonce = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    sent = _field(form, CSRF_FIELD, 200)
+    sent = form_field(form, CSRF_FIELD, 200)
     if not nonce or not sent or not hmac.compare_digest(sent, _login_token(key, nonce)):
         return _render_login(request, key, settings, lang, 403, error=t["login_csrf"], next_url=next_url)
     now, ip = clock.now(), client_ip(request)

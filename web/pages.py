@@ -63,7 +63,7 @@ from web.api_alerts import (
     EquipmentStatus,
     ResolveIn,
 )
-from web.app import TEMPLATES, ClockDep, InfluxDep, SessionDep
+from web.app import TEMPLATES, ClockDep, InfluxDep, SessionDep, form_field, form_lang
 from web.auth import HEADERS, CurrentUser, OptionalUser, User, can_see_clinic, login_redirect
 from web.i18n import local_time, pick_lang, texts
 from web.users import Role
@@ -128,8 +128,8 @@ def ack_form(
     form: FormDep,
 ) -> Response:
     """The acknowledge button of the clinic page."""
-    lang = pick_lang(_field(form, "lang", 16) or None, user.language)
-    note = _field(form, "note", NOTE_MAX).strip() or None
+    lang = form_lang(form, user.language)
+    note = form_field(form, "note", NOTE_MAX).strip() or None
     out = api_alerts.acknowledge(alert_id, request, session, clock, user, AckIn(note=note))
     return _back(out.alert.clinic, lang)
 
@@ -145,10 +145,10 @@ def resolve_form(
     form: FormDep,
 ) -> Response:
     """The resolve form of the clinic page: a corrective-action preset and a note."""
-    lang = pick_lang(_field(form, "lang", 16) or None, user.language)
+    lang = form_lang(form, user.language)
     t = texts(lang)
-    preset = _field(form, "corrective_action", 64).strip()
-    detail = _field(form, "detail", DETAIL_MAX).strip() or None
+    preset = form_field(form, "corrective_action", 64).strip()
+    detail = form_field(form, "detail", DETAIL_MAX).strip() or None
     try:
         body = ResolveIn(corrective_action=cast(Any, preset or None), detail=detail)
     except ValidationError:
@@ -192,13 +192,13 @@ def check_form(
     form: FormDep,
 ) -> Response:
     """The twice-daily check form of an appliance's card: the thermometer's reading and a note."""
-    lang = pick_lang(_field(form, "lang", 16) or None, user.language)
+    lang = form_lang(form, user.language)
     t = texts(lang)
     equipment = session.get(EquipmentRow, equipment_id)
     if equipment is None or not can_see_clinic(session, user, equipment.clinic_id):
         raise HTTPException(404, f"no equipment {equipment_id!r}")
-    celsius = api_checks.parse_celsius(_field(form, "celsius", 40))
-    note = _field(form, "note", CHECK_NOTE_MAX).strip() or None
+    celsius = api_checks.parse_celsius(form_field(form, "celsius", 40))
+    note = form_field(form, "note", CHECK_NOTE_MAX).strip() or None
     error = t["check_bad_celsius"]
     if celsius is not None:
         try:
@@ -524,11 +524,6 @@ def _refusal(body: ResolveIn, t: dict[str, str]) -> str | None:
     if body.corrective_action is CorrectiveAction.other and not body.detail:
         return t["resolve_other_needs_detail"]
     return None
-
-
-def _field(form: FormData, name: str, limit: int) -> str:
-    value = form.get(name)
-    return value[:limit] if isinstance(value, str) else ""
 
 
 def _hm(t: float, end: bool = False) -> str:

@@ -26,18 +26,17 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from alerting import impact as im
 from alerting.impact import AlertImpact, LotImpact, ShakeResult
 from alerting.messages import EN
 from alerting.store import AlertRow, AlertState
-from web.api_alerts import ACT_ROLES, ActUser, AlertId
-from web.app import ClockDep, SessionDep
+from web.api_alerts import ACT_ROLES, ActUser, AlertId, lock_alert
+from web.app import ClockDep, SessionDep, form_field, form_lang
 from web.auth import CurrentUser, User, audit, can_see_clinic
 from web.i18n import corrective_action_text, local_time, pick_lang, texts
-from web.pages import FormDep, Lang, _back, _field, _people, _render
+from web.pages import FormDep, Lang, _back, _people, _render
 
 router = APIRouter(tags=["pages"])
 
@@ -131,15 +130,15 @@ def shake_test_result(
 ) -> Response:
     """Record one lot's shake-test result and move its doses (released or discarded)."""
     now = clock.now()
-    lang = pick_lang(_field(form, "lang", 16) or None, user.language)
+    lang = form_lang(form, user.language)
     t = texts(lang)
-    _lock(session, alert_id)
+    lock_alert(session, alert_id)
     alert = _alert_or_404(session, user, alert_id)
     impact = im.alert_impact(session, alert.id)
     if impact is None or not impact.shake_lots:
         session.rollback()
         return _page(request, session, now, user, alert, lang)  # nothing to test: the page says so
-    lot_text, result_text = _field(form, "lot", 20).strip(), _field(form, "result", 16).strip()
+    lot_text, result_text = form_field(form, "lot", 20).strip(), form_field(form, "result", 16).strip()
     if not (lot_text.isdigit() and len(lot_text) <= 9) or result_text not in {r.value for r in ShakeResult}:
         session.rollback()
         return _page(request, session, now, user, alert, lang, status=422, error=t["shake_bad_form"])
@@ -175,9 +174,9 @@ def shake_test_close(
 ) -> Response:
     """Close the alert with the shake test's results as its corrective action."""
     now = clock.now()
-    lang = pick_lang(_field(form, "lang", 16) or None, user.language)
+    lang = form_lang(form, user.language)
     t = texts(lang)
-    _lock(session, alert_id)
+    lock_alert(session, alert_id)
     alert = _alert_or_404(session, user, alert_id)
     impact = im.alert_impact(session, alert.id)
     if impact is None or not impact.shake_lots:
@@ -263,12 +262,3 @@ def _alert_or_404(session: Session, user: User, alert_id: str) -> AlertRow:
 def _url(alert_id: str, lang: str | None) -> str:
     url = f"/alerts/{quote(alert_id, safe='')}/shake-test"
     return f"{url}?lang={quote(lang)}" if lang == EN else url
-
-
-def _lock(session: Session, alert_id: str) -> None:
-    """Hold the alert until commit (as ``web.api_alerts`` does): on SQLite a write transaction, begun
-    before anything is read; elsewhere the alert's row lock."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("BEGIN IMMEDIATE"))
-    else:
-        session.get(AlertRow, alert_id, with_for_update=True, populate_existing=True)

@@ -45,7 +45,7 @@ from core.stock import DOSES_MAX, LOT_MAX, Kind, StockError, VaccineProductRow, 
 from web import api_alerts, api_stock
 from web.api_alerts import ACT_ROLES, ActUser, ClinicId
 from web.api_stock import Line, MovementIn
-from web.app import ClockDep, SessionDep
+from web.app import ClockDep, SessionDep, form_field, form_lang
 from web.auth import CurrentUser, User
 from web.district_page import DistrictQuery, _district
 from web.i18n import pick_lang, texts
@@ -98,11 +98,11 @@ def clinic_stock_form(
     form: FormDep,
 ) -> Response:
     """One of the quick-entry forms: received, moved, administered or wasted doses."""
-    lang = pick_lang(_field(form, "lang", 16) or None, user.language)
+    lang = form_lang(form, user.language)
     t = texts(lang)
     now = clock.now()
     clinic = api_alerts.clinic_or_404(session, user, clinic_id)
-    kind = _field(form, "kind", 16)
+    kind = form_field(form, "kind", 16)
     if kind not in {k.value for k in FORM_KINDS}:
         raise HTTPException(422, f"kind must be one of {', '.join(k.value for k in FORM_KINDS)}")
     api_stock.write_lock(session)
@@ -125,9 +125,9 @@ def clinic_stock_form(
         target = f"{_stock_url(clinic.id)}?{urlencode(query)}#done"  # (not the form's #form-…)
         return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
     values = {
-        k: _field(form, k, 100) for k in ("product", "lot_number", "expiry", "doses", "source", "place")
+        k: form_field(form, k, 100) for k in ("product", "lot_number", "expiry", "doses", "source", "place")
     }
-    values |= {k: _field(form, k, 100) for k in ("equipment", "to_equipment", "reason")}
+    values |= {k: form_field(form, k, 100) for k in ("equipment", "to_equipment", "reason")}
     return _clinic_stock(
         request, session, now, user, clinic.id, lang, status=422, error=error, error_form=kind, values=values
     )
@@ -140,25 +140,25 @@ class _Refused(Exception):
 def _body(session: Session, clinic_id: str, kind: Kind, form: FormData, t: dict[str, str]) -> MovementIn:
     """The movement a form asks for, checked as far as the page can say why in its own language (the
     books' own refusals come from ``core.stock``)."""
-    doses = _doses(_field(form, "doses", 20))
+    doses = _doses(form_field(form, "doses", 20))
     if doses is None:
         raise _Refused(t["stock_bad_doses"].format(max=DOSES_MAX))
-    ident = _field(form, "ident", api_stock.IDENT_MAX) or None
+    ident = form_field(form, "ident", api_stock.IDENT_MAX) or None
     if kind is Kind.received:
-        product = _field(form, "product", 64)
+        product = form_field(form, "product", 64)
         if session.get(VaccineProductRow, product) is None:
             raise _Refused(t["stock_need_product"])
-        number = _field(form, "lot_number", LOT_MAX + 20).strip()
+        number = form_field(form, "lot_number", LOT_MAX + 20).strip()
         if not number:
             raise _Refused(t["stock_need_lot"])
-        equipment = _field(form, "equipment", 64)
+        equipment = form_field(form, "equipment", 64)
         _own_equipment(session, clinic_id, equipment, t)
-        expiry = _field(form, "expiry", 20).strip()
+        expiry = form_field(form, "expiry", 20).strip()
         try:
             lot_row, _new = api_stock.lot_of(session, product, number, expiry or None)
         except StockError as exc:
             raise _Refused(_lot_refusal(str(exc), t)) from None
-        source = _field(form, "source", SOURCE_MAX).strip() or None
+        source = form_field(form, "source", SOURCE_MAX).strip() or None
         return MovementIn(
             kind=kind,
             lot=lot_row.id,
@@ -168,7 +168,7 @@ def _body(session: Session, clinic_id: str, kind: Kind, form: FormData, t: dict[
             source=source,
             ident=ident,
         )
-    lot_id, equipment = _place(_field(form, "place", 200))
+    lot_id, equipment = _place(form_field(form, "place", 200))
     held = {
         (x.lot.id, x.equipment.id): x.balance.available for x in api_stock.stock_lines(session, [clinic_id])
     }
@@ -178,13 +178,13 @@ def _body(session: Session, clinic_id: str, kind: Kind, form: FormData, t: dict[
         raise _Refused(t["stock_not_enough"].format(n=held[(lot_id, equipment)]))
     extra: dict[str, Any] = {}
     if kind is Kind.moved:
-        to = _field(form, "to_equipment", 64)
+        to = form_field(form, "to_equipment", 64)
         _own_equipment(session, clinic_id, to, t)
         if to == equipment:
             raise _Refused(t["stock_same_place"])
         extra["to_equipment"] = to
     if kind is Kind.wasted:
-        reason = _field(form, "reason", 32)
+        reason = form_field(form, "reason", 32)
         if reason not in REASONS:
             raise _Refused(t["stock_need_reason"])
         extra["reason"] = reason
@@ -453,8 +453,3 @@ def _lot_refusal(message: str, t: dict[str, str]) -> str:
 
 def _pct(x: float) -> str:
     return f"{round(x * 100):d}%"
-
-
-def _field(form: FormData, name: str, limit: int) -> str:
-    value = form.get(name)
-    return value[:limit] if isinstance(value, str) else ""
