@@ -3,7 +3,7 @@ day arithmetic the rota, the pickup schedules and the reports share."""
 
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 CLINIC_UTC_OFFSET_S = 8 * 3600
 CLINIC_TZ = timezone(timedelta(seconds=CLINIC_UTC_OFFSET_S), "CST")
@@ -34,3 +34,8 @@ def hhmm_minutes(text: str) -> int:
     """ "16:00" -> 960."""
     h, m = text.split(":")
     return int(h) * 60 + int(m)
+
+
+def stamp(t: float) -> str:
+    """Epoch seconds as the records write them: "2026-11-26 03:12", clinic time."""
+    return datetime.fromtimestamp(t, CLINIC_TZ).strftime("%Y-%m-%d %H:%M")

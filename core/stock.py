@@ -63,6 +63,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from core.clinic_time import stamp
 from core.db import Base, create_tables
 
 CATALOGUE = Path(__file__).with_name("vaccines.yaml")
@@ -481,10 +482,4 @@ def _check(session: Session, m: Movement, now: float) -> None:
 
 
 def _when(t: float) -> str:
-    from datetime import datetime
-
-    from core.clinic_time import CLINIC_TZ
-
-    if not math.isfinite(t):
-        return str(t)
-    return datetime.fromtimestamp(t, CLINIC_TZ).strftime("%Y-%m-%d %H:%M")
+    return stamp(t) if math.isfinite(t) else str(t)

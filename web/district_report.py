@@ -15,7 +15,6 @@ import io
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from alerting.compliance import (
 from alerting.messages import EN, ZH, normalize_lang
 from alerting.reconcile import read_many as read_reconciliations
 from alerting.reconcile import site_names
-from core.clinic_time import CLINIC_TZ
+from core.clinic_time import stamp
 from core.db import ClinicRow, DistrictRow, TownshipRow
 from web.reports import FONT_CANDIDATES, PdfKit, ReportError
 
@@ -288,10 +287,6 @@ def _num(x: float | None, digits: int = 1) -> str:
     return "" if x is None else f"{x:.{digits}f}"
 
 
-def _when(t: float) -> str:
-    return datetime.fromtimestamp(t, CLINIC_TZ).strftime("%Y-%m-%d %H:%M")
-
-
 def _rank(c: ClinicCompliance) -> str:
     return DASH if c.rank is None else str(c.rank)
 
@@ -309,7 +304,7 @@ def district_csv(rec: DistrictRecord, lang: str = ZH) -> str:
     w = csv.writer(out, lineterminator="\r\n")
     w.writerow([t["title"]])
     w.writerow([t["district"], rec.district_id, rec.district_name])
-    w.writerow([t["month"], rec.month_text, t["generated"], _when(rec.generated_at)])
+    w.writerow([t["month"], rec.month_text, t["generated"], stamp(rec.generated_at)])
     w.writerow([])
     w.writerow([f"[{t['section_ranking']}]"])
     head = [
@@ -400,7 +395,7 @@ def district_pdf(
     story: list[Any] = [
         p(t["title"], kit.h1),
         p(f"{t['district']}：{rec.district_name}（{rec.district_id}）", kit.body),
-        p(f"{t['month']}：{rec.month_text}　　{t['generated']}：{_when(rec.generated_at)}", kit.body),
+        p(f"{t['month']}：{rec.month_text}　　{t['generated']}：{stamp(rec.generated_at)}", kit.body),
         p(
             t["summary"].format(
                 n=len(rec.clinics),

@@ -32,7 +32,7 @@ from alerting.reconcile import Reconciliation, flag_lines, read_reconciliation, 
 from alerting.reconcile import table as stock_table
 from alerting.reconcile import texts as stock_texts
 from alerting.store import SYSTEM, AlertRow
-from core.clinic_time import CLINIC_TZ
+from core.clinic_time import CLINIC_TZ, stamp
 from core.db import ClinicRow, EquipmentRow, PersonRow, TownshipRow
 from core.profiles import profile_settings
 from core.registry_store import profile_overrides
@@ -338,7 +338,7 @@ def _num(x: float | None, digits: int = 1) -> str:
 
 
 def _when(t: float | None) -> str:
-    return "" if t is None else _local(t).strftime("%Y-%m-%d %H:%M")
+    return "" if t is None else stamp(t)
 
 
 def _hm(t: float) -> str:
