@@ -509,7 +509,11 @@ def _back(clinic: str | None, lang: str) -> RedirectResponse:
 
 
 def _clinic_url(clinic_id: str, lang: str | None = None) -> str:
-    url = f"/clinics/{quote(clinic_id, safe='')}"
+    return lang_url(f"/clinics/{quote(clinic_id, safe='')}", lang)
+
+
+def lang_url(url: str, lang: str | None) -> str:
+    """A page's address in ``lang``: zh-CN (the default) needs no ``?lang=``."""
     return f"{url}?lang={quote(lang)}" if lang and lang != ZH else url
 
 

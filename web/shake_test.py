@@ -36,7 +36,7 @@ from web.api_alerts import ACT_ROLES, ActUser, AlertId, lock_alert
 from web.app import ClockDep, SessionDep, form_field, form_lang
 from web.auth import CurrentUser, User, audit, can_see_clinic
 from web.i18n import corrective_action_text, local_time, pick_lang, texts
-from web.pages import FormDep, Lang, _back, _people, _render
+from web.pages import FormDep, Lang, _back, _clinic_url, _people, _render, lang_url
 
 router = APIRouter(tags=["pages"])
 
@@ -61,13 +61,10 @@ def add_impacts(session: Session, alerts: dict[str, dict[str, Any]], t: dict[str
 
 
 def impact_view(impact: AlertImpact, t: dict[str, str], lang: str) -> dict[str, Any]:
-    suffix = f"?lang={quote(lang)}" if lang == EN else ""
     return {
         "at_risk": t["impact_at_risk"].format(n=impact.doses_at_risk),
         "lots": [_lot_view(x, t, lang) for x in impact.lots],
-        "shake_url": (
-            f"/alerts/{quote(impact.alert_id, safe='')}/shake-test{suffix}" if impact.shake_lots else None
-        ),
+        "shake_url": _url(impact.alert_id, lang) if impact.shake_lots else None,
         "shake_done": impact.shake_done,
     }
 
@@ -247,8 +244,7 @@ def _page(
         closed=None if is_open else corrective_action_text(alert.corrective_action, lang),
         error=error,
         action_url=_url(alert.id, None),
-        back_url=f"/clinics/{quote(alert.clinic or '', safe='')}"
-        + (f"?lang={quote(lang)}" if lang == EN else ""),
+        back_url=_clinic_url(alert.clinic or "", lang),
     )
 
 
@@ -260,5 +256,4 @@ def _alert_or_404(session: Session, user: User, alert_id: str) -> AlertRow:
 
 
 def _url(alert_id: str, lang: str | None) -> str:
-    url = f"/alerts/{quote(alert_id, safe='')}/shake-test"
-    return f"{url}?lang={quote(lang)}" if lang == EN else url
+    return lang_url(f"/alerts/{quote(alert_id, safe='')}/shake-test", lang)

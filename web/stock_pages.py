@@ -49,7 +49,7 @@ from web.app import ClockDep, SessionDep, form_field, form_lang
 from web.auth import CurrentUser, User
 from web.district_page import DistrictQuery, _district
 from web.i18n import pick_lang, texts
-from web.pages import Lang, _render
+from web.pages import Lang, _clinic_url, _render, lang_url
 from web.users import Role
 
 router = APIRouter(tags=["pages"])
@@ -409,13 +409,7 @@ def _district_url(user: User, district_id: str, lang: str) -> str:
 
 
 def _stock_url(clinic_id: str, lang: str | None = None) -> str:
-    url = f"/clinics/{quote(clinic_id, safe='')}/stock"
-    return f"{url}?lang={quote(lang)}" if lang and lang != ZH else url
-
-
-def _clinic_url(clinic_id: str, lang: str) -> str:
-    url = f"/clinics/{quote(clinic_id, safe='')}"
-    return f"{url}?lang={quote(lang)}" if lang != ZH else url
+    return lang_url(f"/clinics/{quote(clinic_id, safe='')}/stock", lang)
 
 
 def _appliance_name(x: Line, t: dict[str, str]) -> str:
